@@ -1,0 +1,1 @@
+"""Pre- and post-processing as plain numpy functions: no runtime imported here."""
