@@ -52,6 +52,14 @@ def source_checksum(paths: list[Path]) -> dict[str, str]:
     return {Path(p).name: registry.sha256sum(p) for p in paths}
 
 
+def weight_paths(name: str, weights: str | os.PathLike | None = None, download: bool = True) -> list[Path]:
+    """The files a model is built from: an explicit TF.js model with its shards, else the registry's."""
+    from posekit.tfjs import model_files
+
+    local = model_files(weights) if weights is not None else None
+    return local or registry.find_weights(name, path=weights, download=download)
+
+
 def _combined(checksums: dict[str, str]) -> str:
     return hashlib.sha256("".join(f"{k}:{v};" for k, v in sorted(checksums.items())).encode()).hexdigest()
 
@@ -122,7 +130,7 @@ def export_onnx(
     if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
     spec = registry.get(name)
-    paths = registry.find_weights(name, path=weights, download=download)
+    paths = weight_paths(name, weights, download)
     model = build(name, weights=weights, download=download)
     checksums = source_checksum(paths)
     h, w = spec.input_size

@@ -29,7 +29,7 @@ from torch import nn
 
 from posekit import registry
 from posekit.ops.movenet import DISTANCE_BIAS, cell_scale
-from posekit.tfjs import load_graph_model
+from posekit.tfjs import load_graph_model, model_files
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,9 @@ def build_movenet(spec: registry.ModelSpec, weights: str | os.PathLike | None = 
     weights: a TF.js model.json (its .bin shards beside it) or a folder holding one; otherwise
     the registry's search order (POSEKIT_MODELS, cache, download) applies.
     """
-    paths = registry.find_weights(spec.name, path=weights, download=download)
+    # An explicit TF.js model (model.json, or its folder) names its own shards; otherwise the registry.
+    local = model_files(weights) if weights is not None else None
+    paths = local or registry.find_weights(spec.name, path=weights, download=download)
     model_json = next((p for p in paths if Path(p).suffix == ".json"), paths[0])
     state, facts = tfjs_state_dict(model_json)
     shape = facts["input_shape"]
