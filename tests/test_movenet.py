@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -143,3 +144,10 @@ def test_checkpoint_tensor_errors(edit, message):
     with pytest.raises(ArchitectureMismatch, match=message) as info:
         load_checked(model, state, "thunder.ckpt")
     assert "thunder.ckpt" in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(3, 256, 256), (1, 256, 256, 3), (1, 4, 256, 256), (1, 3, 250, 256)])
+def test_forward_rejects_other_layouts(torch_heads, shape):
+    _, model, _ = torch_heads
+    with pytest.raises(ValueError, match=r"expected \(B, 3, H, W\) RGB images .* got " + re.escape(str(shape))):
+        model(torch.zeros(shape))

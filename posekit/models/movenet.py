@@ -150,6 +150,8 @@ class MoveNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """images (B, 3, S, S) float32 RGB 0..255 -> (centre, heatmaps, regression, offsets), see OUTPUT_LAYOUT."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 32 or images.shape[3] % 32:
+            raise ValueError(f"expected (B, 3, H, W) RGB images with H and W multiples of 32, got {tuple(images.shape)}")
         x = (images - self.mean) * self.scale - 1.0
         x = F.relu6(self.stem(x))
         taps = {}
