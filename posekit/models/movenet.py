@@ -289,6 +289,7 @@ def build_movenet(spec: registry.ModelSpec, weights: str | os.PathLike | None = 
     model = MoveNet(config)
     load_checked(model, state, model_json)
     model.input_size = want
+    model.source_files = [Path(p) for p in paths]
     model.eval()
     log.debug("built %s from %s (stem width %d)", spec.name, model_json, config.stem)
     return model
