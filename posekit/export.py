@@ -137,19 +137,15 @@ def export_onnx(
     # The builder knows which files it read (YOLOX may prefer a .pth); else the registry's lookup.
     paths = getattr(model, "source_files", None) or weight_paths(name, weights, download)
     checksums = source_checksum(paths)
-    h, w = spec.input_size
     example = torch.from_numpy(check_image(spec, 2 if batch == "dynamic" else batch))
     expected = _run_torch(model, example)
-    rounding = None
-    if fp16:
-        rounded = _round_weights_to_fp16(model)
-        expected_fp32, expected = expected, _run_torch(rounded, example)
-        rounding = {n: float(np.abs(a - b).max()) for n, a, b in zip(
-            getattr(model, "output_names", None) or (f"output{i}" for i in range(len(expected))),
-            (e.numpy() for e in expected), (e.numpy() for e in expected_fp32))}
     output_names = tuple(getattr(model, "output_names", None) or (f"output{i}" for i in range(len(expected))))
     if len(output_names) != len(expected):
         raise RuntimeError(f"{name}: the module names {len(output_names)} outputs but returns {len(expected)}")
+    rounding = None
+    if fp16:
+        expected_fp32, expected = expected, _run_torch(_round_weights_to_fp16(model), example)
+        rounding = {n: float(np.abs(a.numpy() - b.numpy()).max()) for n, a, b in zip(output_names, expected, expected_fp32)}
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
