@@ -151,3 +151,23 @@ def test_forward_rejects_other_layouts(torch_heads, shape):
     _, model, _ = torch_heads
     with pytest.raises(ValueError, match=r"expected \(B, 3, H, W\) RGB images .* got " + re.escape(str(shape))):
         model(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("variant, cells", [("thunder", 64), ("lightning", 48)])
+def test_decode_constants_are_the_graphs(variant, cells):
+    from posekit.ops.movenet import DISTANCE_BIAS, cell_scale, centre_weight
+    from posekit.tfjs import load_graph_model
+
+    weights = {k.removeprefix("StatefulPartitionedCall/"): v
+               for k, v in load_graph_model(MODELS / f"movenet-{variant}").weights.items()}
+    stored = weights["ConstantFolding/truediv_2_recip"][..., 0]
+    computed = centre_weight(cells, cells)
+    # TF folded 1 / (d + 1.8) in float32 a hair high: 8 of Thunder's 4096 cells, which lie within
+    # 1e-9 of a float16 rounding midpoint, were stored one float16 step (2**-16) up.
+    np.testing.assert_allclose(computed, stored, atol=2.0**-16, rtol=0)
+    assert (computed != stored).sum() <= 8
+    assert DISTANCE_BIAS == float(weights["add_5/y"])
+    assert np.all(weights["Reshape_13"] == cell_scale(cells))
+    grid_y, grid_x = np.mgrid[0:cells, 0:cells]
+    np.testing.assert_array_equal(weights["strided_slice_3"][..., 0], grid_y)
+    np.testing.assert_array_equal(weights["strided_slice_4"][..., 0], grid_x)
