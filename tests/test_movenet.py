@@ -160,7 +160,7 @@ def test_decode_constants_are_the_graphs(variant, cells):
 
     weights = {k.removeprefix("StatefulPartitionedCall/"): v
                for k, v in load_graph_model(MODELS / f"movenet-{variant}").weights.items()}
-    stored = weights["ConstantFolding/truediv_2_recip"][..., 0]
+    stored = weights["ConstantFolding/StatefulPartitionedCall/truediv_2_recip"][..., 0]
     computed = centre_weight(cells, cells)
     # TF folded 1 / (d + 1.8) in float32 a hair high: 8 of Thunder's 4096 cells, which lie within
     # 1e-9 of a float16 rounding midpoint, were stored one float16 step (2**-16) up.
