@@ -225,8 +225,10 @@ def tfjs_state_dict(model_json: str | os.PathLike) -> tuple[dict[str, torch.Tens
     if "Reshape" in weights and "truediv" in weights:
         state["mean"] = torch.from_numpy(weights["Reshape"].reshape(1, 3, 1, 1).copy())
         state["scale"] = torch.from_numpy(weights["truediv"].reshape(1, 3, 1, 1).copy())
-    (placeholder,) = graph.by_op("Placeholder") or [None]
-    shape = placeholder.attrs.get("shape") if placeholder is not None else None
+    placeholders = graph.by_op("Placeholder")
+    if len(placeholders) != 1:
+        raise ArchitectureMismatch(f"{graph.path}: MoveNet has one input, the graph has {len(placeholders)}")
+    shape = placeholders[0].attrs.get("shape")
     facts = {"path": graph.path, "input_shape": shape}
     return state, facts
 
