@@ -27,6 +27,10 @@ from posekit.structures import Poses
 log = logging.getLogger(__name__)
 
 
+# MoveNet's raw heads in decode_movenet's argument order; taken by name when the export names them.
+_MOVENET_HEADS = ("centre", "heatmaps", "regression", "offsets")
+
+
 class MoveNetOnnx:
     """posekit's own MoveNet export on an engine, any batch size.
 
@@ -67,7 +71,10 @@ class MoveNetOnnx:
         if self._normalise:
             x -= self.mean[None, :, None, None]
             x /= self.std[None, :, None, None]
-        keypoints, scores = decode_movenet(*self.engine(x))
+        outputs = self.engine(x)
+        named = dict(zip(self.engine.output_names, outputs))
+        heads = [named[n] for n in _MOVENET_HEADS] if all(n in named for n in _MOVENET_HEADS) else outputs
+        keypoints, scores = decode_movenet(*heads, input_size=self.input_size)
         return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
 
 
@@ -138,9 +145,9 @@ class PoseEstimator:
     """
 
     def __init__(self, det: Any = "rtmdet-nano-person", pose: Any = "movenet-thunder", device: str = "cpu",
-                 backend: str = "onnxruntime", det_score_threshold: float = 0.3, det_iou_threshold: float = 0.65,
+                 backend: str = "onnxruntime", det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
                  crop_scale: float = 1.25, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
-                 oks_threshold: float | None = None, min_score: float = 0.0, batch: int = 32,
+                 oks_threshold: float | None = 0.8, min_score: float = 0.0, batch: int = 32,
                  frames_per_batch: int = 2, workers: int = 2, threads: int | None = None) -> None:
         from posekit.detectors import Detector
 
