@@ -25,10 +25,11 @@ def _bench_pipeline(args: argparse.Namespace) -> dict:
 
 def _print_pipeline(report: dict) -> None:
     names = [k for k, v in report.items() if isinstance(v, dict) and "images_per_s" in v]
-    rows = [("", "images/s", "speed-up", "AP", "AP50", "people")]
+    rows = [("", "images/s", "speed-up", "CPU ms/image", "AP", "AP50", "people")]
     for name in names:
         r = report[name]
-        rows.append((name, f"{r['images_per_s']:.2f}", f"{r.get('speedup', 1.0):.2f}x", f"{r.get('AP', float('nan')):.3f}",
+        rows.append((name, f"{r['images_per_s']:.2f}", f"{r.get('speedup', 1.0):.2f}x", f"{r['cpu_ms_per_image']:.0f}",
+                     f"{r.get('AP', float('nan')):.3f}",
                      f"{r.get('AP50', float('nan')):.3f}", str(r["people"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
