@@ -14,6 +14,9 @@ from importlib import import_module
 # subcommand -> (module under posekit.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
+    "infer": ("infer", "find people and their keypoints in images, folders and videos"),
+    "eval": ("eval", "COCO keypoint AP on an annotated image folder"),
+    "bench": ("bench", "time a stage (pipeline: posekit against the plain per-person loop)"),
     "export": ("export", "export a registered network to ONNX, checked against torch"),
 }
 
