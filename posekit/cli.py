@@ -14,6 +14,7 @@ from importlib import import_module
 # subcommand -> (module under posekit.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
+    "eval-track": ("eval_track", "score tracked poses against ground truth (MOTA, IDF1, HOTA)"),
 }
 
 

@@ -153,6 +153,8 @@ def evaluate_tracking(gt: Mapping[int, Poses], pred: Mapping[int, Poses], *, mat
         raise ValueError(f"expected match 'iou' or 'oks', got {match!r}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"expected a match threshold in (0, 1], got {threshold}")
+    if not any(len(p) for p in gt.values()):
+        raise ValueError("the ground truth holds no person: MOTA, IDF1 and HOTA are undefined")
     acc = mm.MOTAccumulator(auto_id=False)
     per_frame = []
     for frame, g, p, sim in _frames(gt, pred, match):
