@@ -15,6 +15,7 @@ from importlib import import_module
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
     "eval-track": ("eval_track", "score tracked poses against ground truth (MOTA, IDF1, HOTA)"),
+    "track": ("track", "track people through videos: JSON Lines, PoseTrack JSON, rendered video"),
 }
 
 
