@@ -29,12 +29,19 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det", default="rtmdet-nano-person", help="detector model (default rtmdet-nano-person)")
     p.add_argument("--pose", default="movenet-thunder", help="pose model (default movenet-thunder)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--det-threshold", type=float, default=0.2,
+                   help="detector boxes scored below are dropped (default 0.2: the tracker's second "
+                        "stage uses boxes between this and --track-high)")
 
 
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracker")
-    g.add_argument("--track-high", type=float, default=0.5, help="first-stage (and new-track) score (default 0.5)")
-    g.add_argument("--track-low", type=float, default=0.1, help="poses scored below are ignored (default 0.1)")
+    g.add_argument("--track-score", choices=["box", "person"], default="box",
+                   help="the score the tracker thresholds apply to (default box: the detector's)")
+    g.add_argument("--track-high", type=float, default=0.3,
+                   help="first-stage and new-track score (default 0.3; RTMDet-nano scores the people "
+                        "of a street scene 0.3 to 0.65)")
+    g.add_argument("--track-low", type=float, default=0.2, help="poses scored below are ignored (default 0.2)")
     g.add_argument("--min-hits", type=int, default=3, help="matches before a track is reported (default 3)")
     g.add_argument("--track-buffer", type=int, default=30, help="frames a lost track is kept (default 30)")
     g.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the reported keypoints")
@@ -44,22 +51,25 @@ def make_tracker(args: argparse.Namespace, frame_rate: float = 30.0):
     from posekit.tracking import PoseTracker
 
     return PoseTracker(high_score=args.track_high, new_track_score=args.track_high, low_score=args.track_low,
+                       score_field="box_scores" if args.track_score == "box" else "scores",
                        min_hits=args.min_hits, track_buffer=args.track_buffer, frame_rate=frame_rate,
                        smoothing=args.smooth)
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit.io import InputError
+    from posekit.io import InputError, video_fps
     from posekit.pipeline import PoseEstimator
     from posekit.tracking.video import track_video
 
     sources: list[str | int] = [int(v) if v.isdigit() else v for v in args.videos]
-    estimator = PoseEstimator(det=args.det, pose=args.pose, device=args.device)
+    estimator = PoseEstimator(det=args.det, pose=args.pose, device=args.device,
+                              det_score_threshold=args.det_threshold)
     failed = 0
     for vid_id, source in enumerate(sources):
         try:
-            result = track_video(source, args.out, estimator=estimator, tracker=make_tracker(args),
-                                 render=not args.no_video, trail=args.trail, fps=args.fps, vid_id=vid_id,
+            fps = args.fps or video_fps(source, default=30.0)
+            result = track_video(source, args.out, estimator=estimator, tracker=make_tracker(args, fps),
+                                 render=not args.no_video, trail=args.trail, fps=fps, vid_id=vid_id,
                                  max_frames=args.max_frames)
         except (InputError, FileNotFoundError) as exc:
             failed += 1

@@ -55,6 +55,9 @@ class PoseTracker:
     Arguments (all keyword):
       high_score:       poses scored at least this take part in the first stage and may start tracks
       low_score:        poses scored below this are ignored; between the two, second stage only
+      score_field:      which score the thresholds apply to: "scores" (the person score) or
+                        "box_scores" (the detector's, for detectors whose scores sit low, e.g.
+                        RTMDet-nano gives the people of the demo video 0.3 to 0.65)
       new_track_score:  the least score of an unmatched pose that starts a new track
       min_similarity:   the least similarity of a first-stage match (and of a tentative track's)
       low_min_iou:      the least box IoU of a second-stage match
@@ -79,6 +82,7 @@ class PoseTracker:
         *,
         high_score: float = 0.5,
         low_score: float = 0.1,
+        score_field: str = "scores",
         new_track_score: float = 0.6,
         min_similarity: float = 0.2,
         low_min_iou: float = 0.5,
@@ -99,10 +103,13 @@ class PoseTracker:
         if min_hits < 1 or track_buffer < 0 or frame_rate <= 0:
             raise ValueError(f"expected min_hits >= 1, track_buffer >= 0, frame_rate > 0, "
                              f"got {min_hits}, {track_buffer}, {frame_rate}")
+        if score_field not in ("scores", "box_scores"):
+            raise ValueError(f"expected score_field 'scores' or 'box_scores', got {score_field!r}")
         if on_resize not in ("rescale", "reset"):
             raise ValueError(f"expected on_resize 'rescale' or 'reset', got {on_resize!r}")
         self.high_score = high_score
         self.low_score = low_score
+        self.score_field = score_field
         self.new_track_score = new_track_score
         self.min_similarity = min_similarity
         self.low_min_iou = low_min_iou
@@ -116,6 +123,11 @@ class PoseTracker:
         self.smoothing_min_cutoff = smoothing_min_cutoff
         self.smoothing_beta = smoothing_beta
         self.reset()
+
+    def __repr__(self) -> str:
+        return (f"PoseTracker(high_score={self.high_score}, low_score={self.low_score}, "
+                f"min_hits={self.min_hits}, track_buffer={self.track_buffer}, frame_rate={self.frame_rate}, "
+                f"tracks={len(self._tracks)})")
 
     def reset(self) -> None:
         """Forget every track and restart IDs at 1, e.g. before a new video."""
@@ -158,7 +170,7 @@ class PoseTracker:
         for track in self._tracks:
             track.kalman.predict(step)
 
-        scores = poses.scores
+        scores = getattr(poses, self.score_field)
         high = np.flatnonzero(scores >= self.high_score)
         low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
         confirmed = [t for t in self._tracks if t.state != TENTATIVE]
