@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
     "eval-track": ("eval_track", "score tracked poses against ground truth (MOTA, IDF1, HOTA)"),
     "track": ("track", "track people through videos: JSON Lines, PoseTrack JSON, rendered video"),
+    "infer": ("infer", "find people and their keypoints in images, folders and videos"),
+    "eval": ("eval", "COCO keypoint AP on an annotated image folder"),
+    "bench": ("bench", "time a stage (pipeline: posekit against the plain per-person loop)"),
 }
 
 

@@ -1,0 +1,148 @@
+"""The plain per-person loop that the reference figure was measured with; `posekit bench` times
+posekit's pipeline against it on the same images.
+
+RTMDet-nano at 320 with rtmlib's preprocessing and score threshold (0.3), then every person
+crop alone (square, 1.25x the box) through Google's own MoveNet-Thunder graph converted by
+tf2onnx (``shared/models/reference/movenet-thunder.tf2onnx.onnx``: batch 1, int32 RGB input,
+keypoint decoding inside the graph). Each session keeps ONNX Runtime's default threading.
+The person score is the box score. Nothing is batched, nothing overlaps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from posekit import registry
+from posekit.ops.crop import affine_crop, crop_to_image
+from posekit.structures import Poses
+
+
+def reference_movenet_path(variant: str = "thunder") -> Path:
+    """Where the tf2onnx MoveNet reference lives: ``<POSEKIT_MODELS>/reference/movenet-<variant>.tf2onnx.onnx``."""
+    name = f"reference/movenet-{variant}.tf2onnx.onnx"
+    folder = registry.models_dir()
+    if folder is None or not (folder / name).is_file():
+        raise FileNotFoundError(
+            f"the MoveNet reference graph {name} was not found under POSEKIT_MODELS={folder}; "
+            "it is not a product artefact and is never downloaded"
+        )
+    return folder / name
+
+
+class ReferenceMoveNet:
+    """Google's MoveNet graph via tf2onnx, one crop per call.
+
+    ``model(crops)`` takes (N, S, S, 3) uint8 BGR crops and returns keypoints (N, 17, 2) in
+    crop pixels (x, y) and scores (N, 17).
+    """
+
+    colour = "BGR"  # what __call__ accepts; the graph itself wants RGB, converted below
+    max_batch = 1
+
+    def __init__(self, path: str | os.PathLike | None = None, variant: str = "thunder", threads: int | None = None) -> None:
+        from posekit.engines import load_engine
+
+        options = {} if threads is None else {"threads": threads}
+        self.engine = load_engine(path or reference_movenet_path(variant), "onnxruntime", "cpu", **options)
+        size = self.engine.inputs[0].shape[1]
+        self.input_size = (int(size), int(size))
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.input_size
+        keypoints = np.zeros((len(crops), 17, 2), np.float32)
+        scores = np.zeros((len(crops), 17), np.float32)
+        for i, crop in enumerate(crops):
+            out = self.engine(crop[None, :, :, ::-1].astype(np.int32))[0][0, 0]  # (17, 3) y, x, score
+            keypoints[i] = out[:, [1, 0]] * np.array([w, h], np.float32)
+            scores[i] = out[:, 2]
+        return keypoints, scores
+
+
+class PlainLoop:
+    """Detect, then estimate each person alone: the baseline `posekit bench` compares against."""
+
+    def __init__(self, det: str = "rtmdet-nano-person", variant: str = "thunder", crop_scale: float = 1.25,
+                 score_threshold: float = 0.3) -> None:
+        from posekit.detectors import Detector
+
+        self.detector = Detector(det, score_threshold=score_threshold, iou_threshold=1.0)
+        self.pose = ReferenceMoveNet(variant=variant)
+        self.crop_scale = crop_scale
+
+    def __call__(self, image: np.ndarray) -> Poses:
+        people = self.detector(image)
+        keypoints, scores = [], []
+        for box in people.boxes:
+            crop, transform = affine_crop(image, box[None], self.pose.input_size, self.crop_scale)
+            k, s = self.pose(crop)
+            keypoints.append(crop_to_image(k, transform))
+            scores.append(s)
+        if not keypoints:
+            return Poses.empty()
+        return people.replace(keypoints=np.concatenate(keypoints), keypoint_scores=np.concatenate(scores))
+
+
+def bench_pipeline(images: str | os.PathLike, ann: str | os.PathLike | None = None, estimator=None,
+                   plain: PlainLoop | None = None, repeat: int = 1, warmup: int = 2) -> dict:
+    """Time posekit's pipeline and the plain loop on the same image files, in one run.
+
+    Both read and decode the files as part of the timed work. `repeat` passes over the folder
+    are timed (after `warmup` images each to load the engines); AP is computed on the first pass
+    when `ann` names COCO keypoint annotations for the images.
+    Returns {"images", "machine", "posekit": {...}, "plain": {...}, "speedup"}.
+    """
+    import platform
+    import time
+
+    from posekit.evaluate import coco_eval, load_annotations
+    from posekit.io import poses_to_coco, read_image
+
+    folder = Path(images)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no .jpg/.jpeg/.png images to benchmark")
+    coco = load_annotations(ann) if ann is not None else None
+    ids = {} if coco is None else {Path(im["file_name"]).name: im["id"] for im in coco.dataset["images"]}
+    if estimator is None:
+        from posekit.pipeline import PoseEstimator
+
+        estimator = PoseEstimator()
+    plain = plain or PlainLoop()
+
+    def run_posekit(ps):
+        return list(estimator.stream([str(p) for p in ps]))
+
+    def run_plain(ps):
+        return [plain(read_image(p)) for p in ps]
+
+    report: dict = {"images": len(paths), "repeat": repeat, "machine": _machine()}
+    for name, runner in (("plain", run_plain), ("posekit", run_posekit)):
+        runner(paths[:warmup])
+        seconds, first = [], None
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = runner(paths)
+            seconds.append(time.perf_counter() - t0)
+            first = first or out
+        best = min(seconds)
+        entry = {"images_per_s": round(len(paths) / best, 2), "seconds": round(best, 3),
+                 "people": int(sum(len(p) for p in first))}
+        if coco is not None:
+            results = [r for p, poses in zip(paths, first) if p.name in ids for r in poses_to_coco(poses, ids[p.name])]
+            stats, _ = coco_eval(coco, results, "keypoints")
+            entry.update(AP=round(stats["AP"], 4), AP50=round(stats["AP50"], 4))
+        report[name] = entry
+    report["speedup"] = round(report["posekit"]["images_per_s"] / report["plain"]["images_per_s"], 2)
+    return report
+
+
+def _machine() -> dict:
+    import platform
+
+    import onnxruntime
+
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
