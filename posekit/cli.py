@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("infer", "find people and their keypoints in images, folders and videos"),
     "eval": ("eval", "COCO keypoint AP on an annotated image folder"),
     "bench": ("bench", "time a stage (pipeline: posekit against the plain per-person loop)"),
+    "export": ("export", "export a registered network to ONNX, checked against torch"),
 }
 
 
