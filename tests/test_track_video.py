@@ -96,6 +96,21 @@ def test_empty_and_missing_videos(tmp_path):
     assert not out.exists() or list(out.iterdir()) == []  # no output, not even a partial one
 
 
+def test_infer_track_matches_track(demo_tracked, tmp_path):
+    """`posekit infer --track` runs the same estimator and tracker: same people, same IDs; its
+    JSON Lines (COCO records with track_id) is read by eval-track too."""
+    out, _ = demo_tracked
+    r = _cli("infer", str(DEMO_VIDEO), "--track", "--out", str(tmp_path), "--no-vis")
+    assert r.returncode == 0, r.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and all("track_id" in p for rec in records for p in rec["people"])
+    r = _cli("eval-track", "--gt", str(out / "demo.jsonl"), "--pred", str(tmp_path / "demo.jsonl"),
+             "--json", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["IDF1"] == pytest.approx(1.0) and m["IDSW"] == 0 and m["FP"] == 0 and m["FN"] == 0, m
+
+
 def test_eval_track_on_own_output(demo_tracked, tmp_path):
     """The demo's tracks scored against themselves through the command: a perfect score, which
     checks that what `track` writes is what `eval-track` reads."""

@@ -32,6 +32,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det-threshold", type=float, default=0.2,
                    help="detector boxes scored below are dropped (default 0.2: the tracker's second "
                         "stage uses boxes between this and --track-high)")
+    p.add_argument("--oks-threshold", type=float, default=0.8,
+                   help="pose NMS as in `posekit infer`: drop a person whose OKS with a better one "
+                        "exceeds this; 0 turns it off (default 0.8)")
 
 
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     sources: list[str | int] = [int(v) if v.isdigit() else v for v in args.videos]
     estimator = PoseEstimator(det=args.det, pose=args.pose, device=args.device,
-                              det_score_threshold=args.det_threshold)
+                              det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     failed = 0
     for vid_id, source in enumerate(sources):
         try:

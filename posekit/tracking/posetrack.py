@@ -283,8 +283,10 @@ def _read_jsonl(path: Path, text: str) -> dict[int, Poses]:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: not a JSON object ({exc})") from None
+        if isinstance(rec, dict) and "frame" in rec and "people" in rec:  # `posekit infer --track`
+            rec = {"frame": rec["frame"], "poses": [_from_coco(p, where) for p in rec["people"]]}
         if not isinstance(rec, dict) or "frame" not in rec or "poses" not in rec:
-            raise ValueError(f"{where}: expected a record with 'frame' and 'poses'")
+            raise ValueError(f"{where}: expected a record with 'frame' and 'poses' (or 'people')")
         rows = []
         for p in rec["poses"]:
             if "track_id" not in p:
@@ -295,3 +297,13 @@ def _read_jsonl(path: Path, text: str) -> dict[int, Poses]:
         k = rows[0][2].shape[0] if rows else len(COCO_KEYPOINTS)
         frames[int(rec["frame"])] = _poses(rows, k)
     return frames
+
+
+def _from_coco(person: dict, where: str) -> dict:
+    """A COCO keypoint result (what `posekit infer` writes per person) as one of our pose records."""
+    if "track_id" not in person:
+        raise ValueError(f"{where}: a pose has no track_id (was this file written with --track?)")
+    kp = np.asarray(person["keypoints"], np.float32).reshape(-1, 3)
+    x, y, w, h = person["bbox"]
+    return {"track_id": person["track_id"], "box": [x, y, x + w, y + h], "score": person.get("score", 1.0),
+            "keypoints": kp[:, :2], "keypoint_scores": kp[:, 2]}
