@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import DEMO_VIDEO, MODELS, ROOT, _session_cache

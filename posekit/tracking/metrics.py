@@ -147,7 +147,10 @@ def evaluate_tracking(gt: Mapping[int, Poses], pred: Mapping[int, Poses], *, mat
     returns    MOTA, MOTP (mean similarity of matches), IDF1, IDP, IDR, ID switches,
                fragmentations, precision, recall, counts, and the HOTA family
     """
-    import motmetrics as mm
+    try:
+        import motmetrics as mm
+    except ImportError as exc:
+        raise ImportError(f"tracking metrics need motmetrics ({exc}): pip install 'posekit[track]'") from exc
 
     if match not in MATCHES:
         raise ValueError(f"expected match 'iou' or 'oks', got {match!r}")
