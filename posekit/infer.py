@@ -39,8 +39,12 @@ class InferSummary:
 
 
 def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike | None = None, vis: bool = True,
-          estimator: Any = None, progress: bool = False, **estimator_options: Any) -> InferSummary:
+          estimator: Any = None, progress: bool = False, tracker: Any = None,
+          **estimator_options: Any) -> InferSummary:
     """Estimate poses in every input and write results under `out` (see `posekit infer --help`).
+
+    tracker: None, or a factory ``tracker(fps) -> PoseTracker`` called once per video: its
+    people then carry a "track_id" in the JSON Lines and one colour per ID in the render.
 
     Unreadable inputs are logged as warnings and listed in the summary's failures; the rest are
     processed. Every file is written to a temporary name and renamed when complete.
@@ -83,7 +87,7 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     for source in videos:
         summary.videos += 1
         try:
-            summary.outputs.extend(_infer_video(estimator, source, out, vis, summary))
+            summary.outputs.extend(_infer_video(estimator, source, out, vis, summary, tracker))
         except InputError as exc:
             log.warning("%s", exc)
             summary.failures.append(str(exc))
@@ -115,12 +119,15 @@ def _read_images(sources: list, summary: InferSummary) -> Iterator[Frame]:
             summary.failures.append(str(exc))
 
 
-def _infer_video(estimator: Any, source: Any, out: Path, vis: bool, summary: InferSummary) -> list[str]:
+def _infer_video(estimator: Any, source: Any, out: Path, vis: bool, summary: InferSummary,
+                 make_tracker: Any = None) -> list[str]:
     is_camera = source.kind == "camera"
     handle = int(source.path) if is_camera else source.path
     stem = f"camera{source.path}" if is_camera else Path(source.path).stem
     written = []
-    sink = VideoSink(out / "vis" / f"{stem}.mp4", video_fps(handle)) if vis else None
+    fps = video_fps(handle)
+    tracker = make_tracker(fps) if make_tracker is not None else None
+    sink = VideoSink(out / "vis" / f"{stem}.mp4", fps) if vis else None
     # The JSON Lines file and the render are renamed into place only if the whole video decodes;
     # a truncated video raises InputError out of both contexts, which delete their temporaries.
     with JsonLinesWriter(out / f"{stem}.jsonl") as lines:
@@ -128,6 +135,9 @@ def _infer_video(estimator: Any, source: Any, out: Path, vis: bool, summary: Inf
             sink.__enter__()
         try:
             for frame, poses in _run(estimator, iter_video(handle)):
+                if tracker is not None:
+                    h, w = frame.image.shape[:2]
+                    poses = tracker.update(poses, timestamp=frame.index / fps, image_size=(w, h))
                 summary.frames += 1
                 summary.people += len(poses)
                 lines.write({"frame": frame.index, "source": frame.source,

@@ -34,14 +34,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-score", type=float, default=0.0,
                    help="drop people whose person score (box x mean keypoint score) is below this (default %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="threads running frames at once (default %(default)s)")
+    p.add_argument("--track", action="store_true",
+                   help="track people through each video: a track_id per person, one colour per ID")
+    from posekit.commands.track import add_tracker_arguments
+
+    add_tracker_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from posekit.commands.track import make_tracker
     from posekit.infer import infer
 
     summary = infer(args.inputs, args.out, ann=args.ann, vis=not args.no_vis, det=args.det, pose=args.pose,
                     device=args.device, batch=args.batch, det_score_threshold=args.det_threshold,
                     oks_threshold=args.oks_threshold or None, min_score=args.min_score, workers=args.workers,
-                    progress=True)
+                    progress=True, tracker=partial(make_tracker, args) if args.track else None)
     print(summary.text())
     return 1 if summary.failures else 0

@@ -1,0 +1,48 @@
+"""Score tracked poses against ground truth: MOTA, IDF1, ID switches, fragmentation (through
+motmetrics) and HOTA with DetA/AssA.
+
+GT and PRED are PoseTrack JSON or the per-frame JSON Lines that `posekit track` writes (the
+formats may differ). Frames are matched by their order in each file; detections by box IoU
+(default) or keypoint OKS at --threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+SHOWN = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "Frag", "MOTP", "precision", "recall", "FP", "FN",
+         "GT_tracks", "pred_tracks", "frames")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gt", required=True, help="ground truth: PoseTrack JSON or JSON Lines")
+    p.add_argument("--pred", required=True, help="predictions: PoseTrack JSON or JSON Lines, with track ids")
+    p.add_argument("--match", choices=["iou", "oks"], default="iou", help="how detections correspond (default iou)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="least IoU/OKS of a MOTA/IDF1 match (default 0.5; HOTA sweeps 0.05..0.95)")
+    p.add_argument("--json", metavar="PATH", help="also write every metric to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from posekit.tracking.metrics import evaluate_tracking
+    from posekit.tracking.posetrack import AtomicFile, read_tracks
+
+    gt = read_tracks(args.gt)
+    pred = read_tracks(args.pred)
+    if not gt:
+        raise ValueError(f"{args.gt}: no labelled frames to score")
+    metrics = evaluate_tracking(gt, pred, match=args.match, threshold=args.threshold)
+    metrics = {"gt": str(args.gt), "pred": str(args.pred), "match": args.match, "threshold": args.threshold,
+               **metrics}
+    width = max(len(k) for k in SHOWN)
+    for key in SHOWN:
+        value = metrics[key]
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key.ljust(width)}  {text}")
+    if args.json:
+        # NaN (e.g. MOTP with no match at all) is not JSON: write null.
+        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
+        with AtomicFile(args.json) as f:
+            json.dump(clean, f, indent=2)
+    return 0

@@ -1,0 +1,320 @@
+"""`PoseTracker`: ByteTrack-style multi-person pose tracking on box IoU and keypoint OKS."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from posekit.ops.boxes import box_iou
+from posekit.ops.oks import oks
+from posekit.structures import Poses
+from posekit.tracking.kalman import BoxKalman, xyxy_to_cxcywh
+from posekit.tracking.smoothing import OneEuroFilter
+
+logger = logging.getLogger(__name__)
+
+TENTATIVE, TRACKED, LOST = "tentative", "tracked", "lost"
+
+# COCO's stand-in for a person's segmented area when only the box is known.
+AREA_PER_BOX_AREA = 0.53
+
+
+@dataclass(eq=False)
+class _Track:
+    kalman: BoxKalman
+    keypoints: np.ndarray  # (K, 2) last observed, image pixels
+    keypoint_scores: np.ndarray  # (K,)
+    last_box: np.ndarray  # (4,) xyxy, last observed
+    track_id: int = 0  # 0 until confirmed: IDs are handed out at confirmation, so they stay dense
+    state: str = TENTATIVE
+    hits: int = 1
+    lost_for: float = 0.0  # frames (at the nominal rate) since the last match
+    smoother: OneEuroFilter | None = None
+    smoothed: np.ndarray | None = field(default=None, repr=False)
+
+    def predicted_keypoints(self) -> np.ndarray:
+        """The last keypoints carried along with the box's predicted motion and size change."""
+        last = xyxy_to_cxcywh(self.last_box)
+        now = self.kalman.mean[:4]
+        scale = now[2:] / np.maximum(last[2:], 1.0)
+        return ((self.keypoints - last[:2]) * scale + now[:2]).astype(np.float32)
+
+
+class PoseTracker:
+    """Gives each person a track ID that stays the same from frame to frame.
+
+    Two-stage association as in ByteTrack (Zhang et al., ECCV 2022): confident poses are matched
+    first to every live track on a similarity that mixes box IoU with keypoint OKS; the remaining
+    tracks are then matched to low-scored poses (often people partly hidden) on box IoU alone, as
+    keypoints of hidden people are unreliable. Each track predicts its box with a constant-velocity
+    Kalman filter, which carries it through short occlusions.
+
+    Arguments (all keyword):
+      high_score:       poses scored at least this take part in the first stage and may start tracks
+      low_score:        poses scored below this are ignored; between the two, second stage only
+      score_field:      which score the thresholds apply to: "scores" (the person score) or
+                        "box_scores" (the detector's, for detectors whose scores sit low, e.g.
+                        RTMDet-nano gives the people of the demo video 0.3 to 0.65)
+      new_track_score:  the least score of an unmatched pose that starts a new track
+      min_similarity:   the least similarity of a first-stage match (and of a tentative track's)
+      low_min_iou:      the least box IoU of a second-stage match
+      iou_weight:       similarity = iou_weight * IoU + (1 - iou_weight) * OKS
+      keypoint_threshold: keypoints scored below this do not count in OKS
+      min_hits:         consecutive matches before a track is confirmed and reported; during the
+                        first `min_hits` frames of a stream new tracks are confirmed at once (as in
+                        SORT) so the opening frames are not empty
+      track_buffer:     how long an unmatched track is kept for re-identification, in frames at
+                        `frame_rate` (i.e. track_buffer / frame_rate seconds)
+      frame_rate:       the nominal frame rate; `update(dt=...)` or `update(timestamp=...)` in
+                        seconds make the motion model follow irregular or changing frame rates
+      on_resize:        what a change of `image_size` does: "rescale" the live tracks to the new
+                        resolution, or "reset" them (IDs keep counting up either way)
+      smoothing:        smooth the reported keypoints with a One-Euro filter per track (display
+                        only; association always uses the raw keypoints)
+      smoothing_min_cutoff, smoothing_beta: the One-Euro parameters (see `OneEuroFilter`)
+    """
+
+    def __init__(
+        self,
+        *,
+        high_score: float = 0.5,
+        low_score: float = 0.1,
+        score_field: str = "scores",
+        new_track_score: float = 0.6,
+        min_similarity: float = 0.2,
+        low_min_iou: float = 0.5,
+        iou_weight: float = 0.5,
+        keypoint_threshold: float = 0.3,
+        min_hits: int = 3,
+        track_buffer: int = 30,
+        frame_rate: float = 30.0,
+        on_resize: str = "rescale",
+        smoothing: bool = False,
+        smoothing_min_cutoff: float = 1.0,
+        smoothing_beta: float = 0.01,
+    ) -> None:
+        if not 0.0 <= low_score <= high_score:
+            raise ValueError(f"expected 0 <= low_score <= high_score, got {low_score} and {high_score}")
+        if not 0.0 <= iou_weight <= 1.0:
+            raise ValueError(f"expected iou_weight in [0, 1], got {iou_weight}")
+        if min_hits < 1 or track_buffer < 0 or frame_rate <= 0:
+            raise ValueError(f"expected min_hits >= 1, track_buffer >= 0, frame_rate > 0, "
+                             f"got {min_hits}, {track_buffer}, {frame_rate}")
+        if score_field not in ("scores", "box_scores"):
+            raise ValueError(f"expected score_field 'scores' or 'box_scores', got {score_field!r}")
+        if on_resize not in ("rescale", "reset"):
+            raise ValueError(f"expected on_resize 'rescale' or 'reset', got {on_resize!r}")
+        self.high_score = high_score
+        self.low_score = low_score
+        self.score_field = score_field
+        self.new_track_score = new_track_score
+        self.min_similarity = min_similarity
+        self.low_min_iou = low_min_iou
+        self.iou_weight = iou_weight
+        self.keypoint_threshold = keypoint_threshold
+        self.min_hits = min_hits
+        self.track_buffer = track_buffer
+        self.frame_rate = frame_rate
+        self.on_resize = on_resize
+        self.smoothing = smoothing
+        self.smoothing_min_cutoff = smoothing_min_cutoff
+        self.smoothing_beta = smoothing_beta
+        self.reset()
+
+    def __repr__(self) -> str:
+        return (f"PoseTracker(high_score={self.high_score}, low_score={self.low_score}, "
+                f"min_hits={self.min_hits}, track_buffer={self.track_buffer}, frame_rate={self.frame_rate}, "
+                f"tracks={len(self._tracks)})")
+
+    def reset(self) -> None:
+        """Forget every track and restart IDs at 1, e.g. before a new video."""
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._frame_index = 0
+        self._time = 0.0  # seconds since the first update
+        self._last_timestamp: float | None = None
+        self._image_size: tuple[int, int] | None = None
+        self._num_keypoints: int | None = None
+
+    @property
+    def tracks(self) -> int:
+        """How many tracks are alive (tentative, tracked or lost)."""
+        return len(self._tracks)
+
+    def update(self, poses: Poses, *, dt: float | None = None, timestamp: float | None = None,
+               image_size: tuple[int, int] | None = None) -> Poses:
+        """Associate one frame's poses with the tracks; returns the confirmed ones with track IDs.
+
+        poses:      this frame's detections (``Poses.empty()`` when nobody was found)
+        dt:         seconds since the previous update (default: 1 / frame_rate)
+        timestamp:  the frame's time in seconds, instead of dt (must not go backwards)
+        image_size: (width, height) of the frame; a change rescales or resets the tracks
+        returns     the poses matched to confirmed tracks this frame, in input order, with
+                    `track_ids` set (smoothed keypoints when smoothing is on)
+        """
+        if not isinstance(poses, Poses):
+            raise TypeError(f"expected a Poses, got {type(poses).__name__}")
+        if self._num_keypoints is not None and len(poses) and poses.num_keypoints != self._num_keypoints:
+            raise ValueError(f"expected poses with {self._num_keypoints} keypoints (as in earlier frames), "
+                             f"got {poses.num_keypoints}")
+        step = self._step(dt, timestamp)
+        if image_size is not None:
+            self._follow_image_size(image_size)
+        if len(poses):
+            self._num_keypoints = poses.num_keypoints
+        self._frame_index += 1
+        self._time += step / self.frame_rate
+        for track in self._tracks:
+            track.kalman.predict(step)
+
+        scores = getattr(poses, self.score_field)
+        high = np.flatnonzero(scores >= self.high_score)
+        low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
+        confirmed = [t for t in self._tracks if t.state != TENTATIVE]
+        tentative = [t for t in self._tracks if t.state == TENTATIVE]
+
+        # Stage 1: confident poses against every confirmed track, lost ones included.
+        matches, rest_tracks, rest_high = self._associate(confirmed, poses, high, use_keypoints=True,
+                                                          threshold=self.min_similarity)
+        # Stage 2: tracks still being seen against the low-scored poses, on box IoU only.
+        tracked = [t for t in rest_tracks if t.state == TRACKED]
+        m2, _, _ = self._associate(tracked, poses, low, use_keypoints=False, threshold=self.low_min_iou)
+        # Stage 3: tentative tracks against the confident poses left over.
+        m3, _, rest_high = self._associate(tentative, poses, rest_high, use_keypoints=True,
+                                           threshold=self.min_similarity)
+        matches += m2 + m3
+
+        matched = {id(t): i for t, i in matches}
+        for track, i in matches:
+            self._observe(track, poses, i)
+        for track in self._tracks:
+            if id(track) not in matched:
+                track.lost_for += step
+                if track.state == TRACKED:
+                    track.state = LOST
+        # A tentative track missed once is dropped; a lost one once its buffer runs out.
+        self._tracks = [t for t in self._tracks if id(t) in matched or
+                        (t.state == LOST and t.lost_for <= self.track_buffer)]
+        for i in rest_high:
+            if scores[i] >= self.new_track_score:
+                track = self._start(poses, int(i))
+                self._tracks.append(track)
+                matched[id(track)] = int(i)
+
+        reported = sorted(((matched[id(t)], t) for t in self._tracks
+                           if t.state == TRACKED and id(t) in matched), key=lambda it: it[0])
+        if not reported:
+            return Poses.empty(self._num_keypoints or poses.num_keypoints, tracked=True)
+        result = poses[[i for i, _ in reported]].replace(
+            track_ids=np.array([t.track_id for _, t in reported], np.int64))
+        if self.smoothing:
+            result = result.replace(keypoints=np.stack([t.smoothed for _, t in reported]))
+        return result
+
+    # -- steps of an update ---------------------------------------------------------------------
+
+    def _step(self, dt: float | None, timestamp: float | None) -> float:
+        """The time since the previous update, in frames at the nominal rate."""
+        if dt is not None and timestamp is not None:
+            raise ValueError("give dt or timestamp, not both")
+        if timestamp is not None:
+            timestamp = float(timestamp)
+            previous, self._last_timestamp = self._last_timestamp, timestamp
+            if previous is None:
+                return 1.0
+            if timestamp < previous:
+                raise ValueError(f"timestamps must not go backwards: got {timestamp} s after {previous} s")
+            return (timestamp - previous) * self.frame_rate
+        if dt is not None:
+            if not np.isfinite(dt) or dt < 0:
+                raise ValueError(f"expected dt >= 0 seconds, got {dt}")
+            return float(dt) * self.frame_rate
+        return 1.0
+
+    def _follow_image_size(self, image_size: tuple[int, int]) -> None:
+        w, h = (int(v) for v in image_size)
+        if w <= 0 or h <= 0:
+            raise ValueError(f"expected image_size (width, height) > 0, got {tuple(image_size)}")
+        old, self._image_size = self._image_size, (w, h)
+        if old is None or old == (w, h) or not self._tracks:
+            return
+        if self.on_resize == "reset":
+            logger.info("image size changed from %dx%d to %dx%d: ending %d tracks",
+                        *old, w, h, len(self._tracks))
+            self._tracks = []
+            return
+        sx, sy = w / old[0], h / old[1]
+        logger.info("image size changed from %dx%d to %dx%d: rescaling %d tracks",
+                    *old, w, h, len(self._tracks))
+        scale = np.array([sx, sy], np.float32)
+        for t in self._tracks:
+            t.kalman.rescale(sx, sy)
+            t.keypoints = t.keypoints * scale
+            t.last_box = t.last_box * np.tile(scale, 2)
+            if t.smoother is not None:
+                t.smoother.rescale(scale)
+
+    def _similarity(self, tracks: list[_Track], poses: Poses, index: np.ndarray,
+                    use_keypoints: bool) -> np.ndarray:
+        """(T, D) similarity in [0, 1] between tracks (at their predicted place) and poses[index]."""
+        pred_boxes = np.stack([t.kalman.box for t in tracks]).astype(np.float32)
+        sim = box_iou(pred_boxes, poses.boxes[index])
+        if not use_keypoints or self.iou_weight >= 1.0:
+            return sim
+        pred_kpts = np.stack([t.predicted_keypoints() for t in tracks])
+        visible = np.stack([t.keypoint_scores >= self.keypoint_threshold for t in tracks])
+        wh = pred_boxes[:, 2:] - pred_boxes[:, :2]
+        areas = np.clip(wh, 1.0, None).prod(-1) * AREA_PER_BOX_AREA
+        # oks() weighs by the second argument's visibility and area: here the tracks'.
+        sim_kpts = oks(poses.keypoints[index], pred_kpts, areas, visible).T
+        return self.iou_weight * sim + (1.0 - self.iou_weight) * sim_kpts
+
+    def _associate(self, tracks: list[_Track], poses: Poses, index: np.ndarray, *, use_keypoints: bool,
+                   threshold: float) -> tuple[list[tuple[_Track, int]], list[_Track], np.ndarray]:
+        """Optimal one-to-one matching; returns (matches as (track, pose index), unmatched tracks,
+        unmatched pose indices)."""
+        index = np.asarray(index, np.int64)
+        if not tracks or index.size == 0:
+            return [], list(tracks), index
+        sim = self._similarity(tracks, poses, index, use_keypoints)
+        rows, cols = linear_sum_assignment(-sim)
+        keep = sim[rows, cols] >= threshold
+        rows, cols = rows[keep], cols[keep]
+        matches = [(tracks[r], int(index[c])) for r, c in zip(rows, cols)]
+        used_rows, used_cols = set(rows.tolist()), set(cols.tolist())
+        rest_tracks = [t for r, t in enumerate(tracks) if r not in used_rows]
+        rest_index = np.array([d for c, d in enumerate(index) if c not in used_cols], np.int64)
+        return matches, rest_tracks, rest_index
+
+    def _observe(self, track: _Track, poses: Poses, i: int) -> None:
+        track.kalman.update(poses.boxes[i])
+        track.last_box = poses.boxes[i].copy()
+        track.keypoints = poses.keypoints[i].copy()
+        track.keypoint_scores = poses.keypoint_scores[i].copy()
+        if track.state == LOST:
+            track.state = TRACKED  # re-identified: it keeps its ID
+        else:
+            track.hits += 1
+        track.lost_for = 0.0
+        if track.state == TENTATIVE and track.hits >= self.min_hits:
+            self._confirm(track)
+        if track.smoother is not None:
+            track.smoothed = track.smoother(track.keypoints, self._time)
+
+    def _start(self, poses: Poses, i: int) -> _Track:
+        track = _Track(kalman=BoxKalman(poses.boxes[i]), keypoints=poses.keypoints[i].copy(),
+                       keypoint_scores=poses.keypoint_scores[i].copy(), last_box=poses.boxes[i].copy())
+        if self.smoothing:
+            track.smoother = OneEuroFilter(min_cutoff=self.smoothing_min_cutoff, beta=self.smoothing_beta)
+            track.smoothed = track.smoother(track.keypoints, self._time)
+        if self._frame_index <= self.min_hits or self.min_hits <= 1:
+            self._confirm(track)
+        return track
+
+    def _confirm(self, track: _Track) -> None:
+        track.state = TRACKED
+        track.track_id = self._next_id
+        self._next_id += 1

@@ -1,0 +1,166 @@
+"""Track the people of a video or camera end to end: pose estimation on every frame, then
+`PoseTracker`, then per-frame JSON Lines, PoseTrack JSON and a rendered video with a stable
+colour per track ID and a short trail behind each person.
+
+Every output is written under a temporary name and renamed when the video is done, so a video
+that fails half-way (truncated, unreadable) leaves no output that looks complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from posekit.structures import Poses
+from posekit.tracking.posetrack import JsonLinesWriter, PoseTrackWriter
+from posekit.tracking.tracker import PoseTracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackResult:
+    """What `track_video` wrote and saw."""
+
+    source: str
+    frames: int
+    tracks: int  # distinct track IDs reported
+    jsonl: Path
+    posetrack: Path
+    video: Path | None
+    resolution_changes: int = 0
+
+
+class Trails:
+    """The last `length` positions (hip centre, else box bottom centre) of every track."""
+
+    def __init__(self, length: int = 20) -> None:
+        self.length = length
+        self._points: dict[int, deque] = {}
+
+    def add(self, poses: Poses, keypoint_threshold: float = 0.3) -> None:
+        seen = set()
+        for i in range(len(poses)):
+            tid = int(poses.track_ids[i])
+            seen.add(tid)
+            hips = poses.keypoints[i, 11:13][poses.keypoint_scores[i, 11:13] > keypoint_threshold]
+            x0, _, x1, y1 = poses.boxes[i]
+            point = hips.mean(0) if len(hips) else np.array([(x0 + x1) / 2, y1])
+            self._points.setdefault(tid, deque(maxlen=self.length)).append(point)
+        for tid in list(self._points):  # a trail fades by one point a frame once its person is gone
+            if tid not in seen:
+                self._points[tid].popleft()
+                if not self._points[tid]:
+                    del self._points[tid]
+
+    def rescale(self, sx: float, sy: float) -> None:
+        for trail in self._points.values():
+            for n, p in enumerate(trail):
+                trail[n] = p * [sx, sy]
+
+    def draw(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        from posekit.draw import track_colour
+
+        thickness = max(1, int(round(max(image.shape[:2]) / 500)))
+        for tid, trail in self._points.items():
+            if len(trail) > 1:
+                points = np.round(np.stack(trail)).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(image, [points], False, track_colour(tid), thickness, cv2.LINE_AA)
+        return image
+
+
+def _frames(source: str | int, pending: deque) -> Iterator[np.ndarray]:
+    from posekit.io import iter_video
+
+    for frame in iter_video(source):
+        pending.append(frame.image)
+        yield frame.image
+
+
+def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any, tracker: PoseTracker | None = None,
+                render: bool = True, trail: int = 20, fps: float | None = None, stem: str | None = None,
+                vid_id: int = 0, max_frames: int | None = None) -> TrackResult:
+    """Estimate and track every person in a video file or camera (an int index).
+
+    estimator: a `posekit.PoseEstimator` (anything with ``stream(images) -> iterator of Poses``)
+    tracker:   a `PoseTracker` (a fresh default one when None; it is reset first)
+    out_dir:   receives <stem>.jsonl, <stem>.posetrack.json and, when `render`, <stem>.mp4
+    fps:       frame rate for timestamps and the rendered video (default: the file's own)
+    max_frames: stop after this many frames (for cameras, which never end by themselves)
+    Raises `posekit.io.InputError` for a missing, empty (0 frames) or truncated video, after
+    removing the partial outputs.
+    """
+    from posekit.io import VideoSink, video_fps
+
+    out_dir = Path(out_dir)
+    name = f"camera{source}" if isinstance(source, int) else Path(source).stem
+    stem = stem or name
+    if not isinstance(source, int) and not Path(source).is_file():
+        from posekit.io import InputError
+
+        raise InputError(f"{source}: no such file (expected a video)")
+    fps = float(fps) if fps else video_fps(source, default=30.0)
+    tracker = tracker or PoseTracker(frame_rate=fps)
+    tracker.reset()
+    pending: deque = deque()
+    ids: set[int] = set()
+    trails = Trails(trail)
+    size: tuple[int, int] | None = None
+    first_size: tuple[int, int] | None = None
+    changes = 0
+    jsonl_path, posetrack_path = out_dir / f"{stem}.jsonl", out_dir / f"{stem}.posetrack.json"
+    video_path = out_dir / f"{stem}.mp4" if render else None
+    frames = 0
+    with JsonLinesWriter(jsonl_path) as jsonl, PoseTrackWriter(posetrack_path, vid_id=vid_id) as posetrack:
+        sink = VideoSink(video_path, fps=fps).__enter__() if render else None
+        try:
+            for poses in estimator.stream(_frames(source, pending)):
+                image = pending.popleft()
+                h, w = image.shape[:2]
+                if size is not None and (w, h) != size:
+                    changes += 1
+                    logger.warning("%s: frame %d is %dx%d, earlier frames %dx%d; rescaling the tracks",
+                                   source, frames, w, h, *size)
+                    trails.rescale(w / size[0], h / size[1])
+                size = (w, h)
+                first_size = first_size or size
+                timestamp = frames / fps
+                tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
+                ids.update(tracked.track_ids.tolist())
+                file_name = f"{name}/{frames:06d}.jpg"
+                jsonl.write(tracked, timestamp=timestamp, image_size=size, file_name=file_name)
+                posetrack.add(tracked, file_name=file_name, image_size=size)
+                if sink is not None:
+                    sink.write(_render(image, tracked, trails, first_size))
+                frames += 1
+                if max_frames is not None and frames >= max_frames:
+                    break
+        except BaseException as exc:
+            if sink is not None:
+                sink.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if sink is not None:
+            sink.__exit__(None, None, None)
+    logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
+    return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes)
+
+
+def _render(image: np.ndarray, tracked: Poses, trails: Trails, size: tuple[int, int]) -> np.ndarray:
+    from posekit.draw import draw_poses
+
+    trails.add(tracked)
+    canvas = draw_poses(image, tracked)
+    trails.draw(canvas)
+    if (canvas.shape[1], canvas.shape[0]) != size:  # one video file has one frame size
+        import cv2
+
+        canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
+    return canvas
