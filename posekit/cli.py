@@ -14,8 +14,6 @@ from importlib import import_module
 # subcommand -> (module under posekit.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
-<<<<<<< HEAD
-=======
     "infer": ("infer", "find people and their keypoints in images, folders and videos"),
     "eval": ("eval", "COCO keypoint AP on an annotated image folder"),
     "track": ("track", "track people through videos: JSON Lines, PoseTrack JSON, rendered video"),
