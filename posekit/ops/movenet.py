@@ -1,0 +1,84 @@
+"""MoveNet SinglePose decoding in numpy: the four raw heads -> 17 keypoints and their scores.
+
+This is Google's decoding, read from the tail of the TF.js graph (the ops after ``Sigmoid``):
+
+1. the person centre is the argmax of ``centre * 1 / (distance to the heatmap's middle + 1.8)``,
+   which prefers the person nearest the middle of the crop;
+2. at that centre the regression head gives each keypoint's coarse location (dy, dx in cells);
+3. each keypoint is the argmax of ``heatmap / (distance to its regressed location + 1.8)``;
+4. its sub-cell refinement is the offset head at that cell, and its score the heatmap value there.
+
+The TF.js copy stores every constant as float16, and the graph uses those rounded values
+(1.8 is 1.7998046875, the centre weights are float16): they are reproduced here as stored so
+that ties and near-ties break exactly as in the reference graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# float16-rounded 1.8, as stored in the TF.js graph (add_5/y)
+DISTANCE_BIAS = float(np.float16(1.8))
+
+
+def centre_weight(height: int, width: int) -> np.ndarray:
+    """(H, W) float32: 1 / (distance of each cell from (H/2, W/2) + 1.8), rounded to float16 as stored."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    distance = np.sqrt((y - height / 2) ** 2 + (x - width / 2) ** 2)
+    return (1.0 / (distance + np.float32(1.8))).astype(np.float16).astype(np.float32)
+
+
+def cell_scale(cells: int) -> np.float32:
+    """1 / cells rounded to float16, the graph's factor from heatmap cells to the unit square."""
+    return np.float32(np.float16(1.0 / cells))
+
+
+def decode_movenet(
+    centre: np.ndarray,
+    heatmaps: np.ndarray,
+    regression: np.ndarray,
+    offsets: np.ndarray,
+    input_size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode MoveNet's raw heads, batched.
+
+    centre:     (B, 1, H, W) float32, after sigmoid
+    heatmaps:   (B, K, H, W) float32, after sigmoid
+    regression: (B, 2K, H, W) float32, channel 2k = dy, 2k+1 = dx of keypoint k from the centre, in cells
+    offsets:    (B, 2K, H, W) float32, channel 2k = dy, 2k+1 = dx sub-cell refinement, in cells
+    input_size: (height, width) of the network input; default 4x the heatmap (MoveNet's stride)
+
+    Returns keypoints (B, K, 2) float32, x then y in input pixels, and scores (B, K) float32.
+    """
+    centre, heatmaps, regression, offsets = (np.asarray(a, dtype=np.float32) for a in (centre, heatmaps, regression, offsets))
+    if heatmaps.ndim != 4:
+        raise ValueError(f"expected (B, K, H, W) heatmaps, got {heatmaps.shape}")
+    b, k, h, w = heatmaps.shape
+    for label, array, channels in (("centre", centre, 1), ("regression", regression, 2 * k), ("offsets", offsets, 2 * k)):
+        if array.shape != (b, channels, h, w):
+            raise ValueError(f"expected {label} of shape {(b, channels, h, w)}, got {array.shape}")
+    in_h, in_w = input_size if input_size is not None else (4 * h, 4 * w)
+    batch = np.arange(b)
+
+    weighted = (centre[:, 0] * centre_weight(h, w)).reshape(b, h * w)
+    centre_index = weighted.argmax(axis=1)
+    cy, cx = centre_index // w, centre_index % w
+
+    reg = regression[batch, :, cy, cx].reshape(b, k, 2)
+    reg_y = cy[:, None].astype(np.float32) + reg[..., 0]
+    reg_x = cx[:, None].astype(np.float32) + reg[..., 1]
+
+    grid_y = np.arange(h, dtype=np.float32)[None, None, :, None]
+    grid_x = np.arange(w, dtype=np.float32)[None, None, None, :]
+    distance = np.sqrt((grid_y - reg_y[..., None, None]) ** 2 + (grid_x - reg_x[..., None, None]) ** 2)
+    guided = heatmaps / (distance + np.float32(DISTANCE_BIAS))
+    kp_index = guided.reshape(b, k, h * w).argmax(axis=2)
+    ky, kx = kp_index // w, kp_index % w
+
+    bi, ki = np.meshgrid(batch, np.arange(k), indexing="ij")
+    off = offsets.reshape(b, k, 2, h, w)[bi, ki, :, ky, kx]  # (B, K, 2)
+    scores = heatmaps[bi, ki, ky, kx]
+    # The graph normalises by 1/H stored as float16 (1/48 is 0.020828): kept, then scaled to pixels.
+    y = (ky.astype(np.float32) + off[..., 0]) * cell_scale(h) * np.float32(in_h)
+    x = (kx.astype(np.float32) + off[..., 1]) * cell_scale(w) * np.float32(in_w)
+    return np.stack([x, y], axis=-1).astype(np.float32), scores.astype(np.float32)
