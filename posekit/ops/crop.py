@@ -1,0 +1,112 @@
+"""Geometry between images and network inputs: letterbox, affine person crops, and back.
+
+numpy + OpenCV only. Coordinates are continuous pixels: the top-left corner of the image is
+(0, 0) and pixel (i, j) covers [j, j+1) x [i, i+1); a box or keypoint given in one frame maps to
+the other with the transforms returned here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LetterboxTransform:
+    """input_xy = image_xy * scale + offset (offset is the top-left padding, in input pixels)."""
+
+    scale: float
+    offset: tuple[float, float] = (0.0, 0.0)
+
+    def boxes_to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) xyxy in network-input pixels -> image pixels."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        ox, oy = self.offset
+        return (boxes - np.array([ox, oy, ox, oy], np.float32)) / np.float32(self.scale)
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
+              centre: bool = False) -> tuple[np.ndarray, LetterboxTransform]:
+    """Resize `image` (H, W, C) to fit (height, width) keeping its aspect ratio, and pad the rest.
+
+    centre=False pads on the right and bottom (what RTMDet and YOLOX were trained with);
+    centre=True splits the padding evenly. Returns the padded uint8 image and its transform.
+    """
+    if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+    h, w = image.shape[:2]
+    out_h, out_w = size
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    out = np.full((out_h, out_w, image.shape[2]), pad_value, dtype=image.dtype)
+    ox = (out_w - new_w) // 2 if centre else 0
+    oy = (out_h - new_h) // 2 if centre else 0
+    out[oy : oy + new_h, ox : ox + new_w] = resized
+    # The effective scale per axis differs slightly after rounding; use the width's, which is
+    # within half a pixel everywhere in the input.
+    return out, LetterboxTransform(scale=new_w / w, offset=(float(ox), float(oy)))
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """Per-crop mapping: image_xy = crop_xy * scales[:, None] + origins.
+
+    scales:  (N,) float32, image pixels per crop pixel
+    origins: (N, 2) float32, image position of each crop's top-left corner
+    """
+
+    scales: np.ndarray
+    origins: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scales.shape[0])
+
+
+def crop_regions(boxes: np.ndarray, size: tuple[int, int], scale: float = 1.25) -> CropTransform:
+    """The crop window of each box: centred on it, grown to the input's aspect ratio, times `scale`.
+
+    boxes: (N, 4) xyxy image pixels; size: (height, width) of the network input.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    out_h, out_w = size
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    bw = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+    bh = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+    # Grow the narrower side so the window has the input's aspect ratio (never squash a person).
+    win_w = np.maximum(bw, bh * out_w / out_h) * scale
+    scales = (win_w / out_w).astype(np.float32)
+    origins = (centre - np.stack([win_w, scales * out_h], 1) / 2).astype(np.float32)
+    return CropTransform(scales=scales, origins=origins)
+
+
+def affine_crop(image: np.ndarray, boxes: np.ndarray, size: tuple[int, int], scale: float = 1.25,
+                pad_value: int = 0) -> tuple[np.ndarray, CropTransform]:
+    """Cut one (height, width) crop per box out of `image`, in one array.
+
+    image: (H, W, C) uint8; boxes: (N, 4) xyxy image pixels.
+    Returns crops (N, height, width, C) uint8 (same channel order as `image`; outside the image
+    is `pad_value`) and the CropTransform mapping crop pixels back to the image.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+    out_h, out_w = size
+    transform = crop_regions(boxes, size, scale)
+    crops = np.empty((len(transform), out_h, out_w, image.shape[2]), dtype=image.dtype)
+    for i, (s, (ox, oy)) in enumerate(zip(transform.scales, transform.origins)):
+        # warpAffine works on pixel indices (centres at integers): shift by half a pixel each way.
+        a = 1.0 / float(s)
+        matrix = np.array([[a, 0.0, -ox * a - 0.5 + 0.5 * a], [0.0, a, -oy * a - 0.5 + 0.5 * a]], np.float64)
+        cv2.warpAffine(image, matrix, (out_w, out_h), dst=crops[i], flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=(pad_value,) * 4)
+    return crops, transform
+
+
+def crop_to_image(points: np.ndarray, transform: CropTransform) -> np.ndarray:
+    """Map (N, K, 2) points in crop pixels back to image pixels."""
+    points = np.asarray(points, np.float32)
+    if points.ndim != 3 or points.shape[0] != len(transform) or points.shape[2] != 2:
+        raise ValueError(f"expected ({len(transform)}, K, 2) points, got {points.shape}")
+    return points * transform.scales[:, None, None] + transform.origins[:, None, :]

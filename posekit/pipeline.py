@@ -1,0 +1,303 @@
+"""`PoseEstimator`: detector -> affine crops -> top-down pose model -> keypoints in image pixels.
+
+The crops of one frame, and of several frames, go to the pose engine as one batch; in
+`stream`, frames are decoded in a prefetch thread and `workers` threads each run whole chunks
+of frames (detect, crop, pose), so that on a 2-core CPU both cores stay busy even though a
+single small ONNX Runtime call does not use two threads well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from posekit import registry
+from posekit.ops.crop import affine_crop, crop_to_image
+from posekit.ops.oks import oks_nms
+from posekit.structures import Poses
+
+log = logging.getLogger(__name__)
+
+
+class MoveNetOnnx:
+    """posekit's own MoveNet export on an engine, any batch size.
+
+    The ONNX file comes from `posekit.export.ensure_onnx(name)` and records its preprocessing
+    (input size, colour order, mean/std) in its metadata; decoding is `decode_movenet`.
+    ``model(crops)``: (N, S, S, 3) uint8 BGR -> keypoints (N, 17, 2) crop pixels, scores (N, 17).
+    """
+
+    colour = "BGR"
+    max_batch = None
+
+    def __init__(self, name: str = "movenet-thunder", path: str | os.PathLike | None = None, device: str = "cpu",
+                 backend: str = "onnxruntime", threads: int | None = None) -> None:
+        from posekit.engines import load_engine
+
+        if path is None:
+            from posekit.export import ensure_onnx
+
+            path = ensure_onnx(name)
+        options = {} if threads is None else {"threads": threads}
+        self.engine = load_engine(Path(path), backend, device, **options)
+        spec = registry.get(name)
+        meta = self.engine.metadata
+        self.input_size = _meta_size(meta, spec.input_size)
+        self.model_colour = meta.get("colour", meta.get("color", spec.colour)).upper()
+        self.mean = np.asarray(_meta_floats(meta, "mean", spec.mean), np.float32)
+        self.std = np.asarray(_meta_floats(meta, "std", spec.std), np.float32)
+        self._normalise = bool(np.any(self.mean != 0) or np.any(self.std != 1))
+        self.name = name
+
+    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from posekit.ops.movenet import decode_movenet
+
+        if len(crops) == 0:
+            return np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
+        x = crops[..., ::-1] if self.model_colour == "RGB" else crops
+        x = x.transpose(0, 3, 1, 2).astype(np.float32)  # one copy: NHWC uint8 -> NCHW float32
+        if self._normalise:
+            x -= self.mean[None, :, None, None]
+            x /= self.std[None, :, None, None]
+        keypoints, scores = decode_movenet(*self.engine(x))
+        return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
+
+
+def _meta_size(meta: dict[str, str], default: tuple[int, int]) -> tuple[int, int]:
+    for key in ("input_size", "input_shape"):
+        if key in meta:
+            values = [int(float(v)) for v in meta[key].replace("[", " ").replace("]", " ").replace(",", " ").split()]
+            if len(values) == 1:
+                return (values[0], values[0])
+            return (values[-2], values[-1]) if len(values) >= 2 else default
+    return default
+
+
+def _meta_floats(meta: dict[str, str], key: str, default: Sequence[float]) -> tuple[float, ...]:
+    if key not in meta:
+        return tuple(default)
+    import json
+
+    return tuple(float(v) for v in json.loads(meta[key]))
+
+
+def _box_score(poses: Poses, visible: np.ndarray) -> np.ndarray:
+    return poses.box_scores
+
+
+def _keypoint_score(poses: Poses, visible: np.ndarray) -> np.ndarray:
+    s = np.where(visible, poses.keypoint_scores, 0).sum(1)
+    return (s / np.maximum(visible.sum(1), 1)).astype(np.float32)
+
+
+def _box_times_keypoint_score(poses: Poses, visible: np.ndarray) -> np.ndarray:
+    return poses.box_scores * _keypoint_score(poses, visible)
+
+
+# person score -> fn(poses, visible keypoints (N, K) bool) -> (N,)
+PERSON_SCORES: dict[str, Callable[[Poses, np.ndarray], np.ndarray]] = {
+    "box": _box_score,
+    "keypoints": _keypoint_score,
+    "box*keypoints": _box_times_keypoint_score,
+}
+
+
+def _pose_model(pose: Any, device: str, backend: str, threads: int | None) -> Any:
+    if not isinstance(pose, str):
+        return pose  # an object with input_size, max_batch and __call__(crops)
+    spec = registry.get(pose)
+    if spec.task != "pose":
+        raise ValueError(f"{pose} is a {spec.task} model, not a pose model; pose models: {', '.join(registry.names('pose'))}")
+    if spec.family != "movenet":
+        raise ValueError(f"{pose}: no top-down runner for family {spec.family!r}")
+    return MoveNetOnnx(pose, device=device, backend=backend, threads=threads)
+
+
+class PoseEstimator:
+    """Multi-person pose estimation: ``estimator(image) -> Poses`` in image pixels.
+
+    det:                 detector registry name (or a Detector)
+    pose:                pose registry name (or a model object: ``model(crops) -> (keypoints, scores)``)
+    det_score_threshold: detector boxes below are dropped
+    crop_scale:          crop side = `crop_scale` x the box's longer side (after matching the input aspect)
+    person_score:        "box", "keypoints" (mean visible keypoint score) or "box*keypoints"
+    keypoint_threshold:  a keypoint scoring above this counts as visible for the person score
+    oks_threshold:       pose NMS: drop a person whose OKS with a better one is above; None: off
+    batch:               most crops per pose engine call
+    frames_per_batch:    frames grouped into one detector call and one pose batch in `stream`
+    workers:             threads running chunks of frames at once in `stream`
+    threads:             ONNX Runtime intra-op threads per engine (None: 1 when workers > 1)
+    """
+
+    def __init__(self, det: Any = "rtmdet-nano-person", pose: Any = "movenet-thunder", device: str = "cpu",
+                 backend: str = "onnxruntime", det_score_threshold: float = 0.3, det_iou_threshold: float = 0.65,
+                 crop_scale: float = 1.25, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
+                 oks_threshold: float | None = None, min_score: float = 0.0, batch: int = 32,
+                 frames_per_batch: int = 2, workers: int = 2, threads: int | None = None) -> None:
+        from posekit.detectors import Detector
+
+        if person_score not in PERSON_SCORES:
+            raise ValueError(f"unknown person_score {person_score!r}; use one of {', '.join(PERSON_SCORES)}")
+        if workers < 1 or batch < 1 or frames_per_batch < 1:
+            raise ValueError(f"workers, batch and frames_per_batch must be >= 1, got {workers}, {batch}, {frames_per_batch}")
+        if threads is None and workers > 1:
+            threads = 1
+        self.detector = det if isinstance(det, Detector) else Detector(
+            det, device=device, backend=backend, score_threshold=det_score_threshold,
+            iou_threshold=det_iou_threshold, threads=threads)
+        self.pose = _pose_model(pose, device, backend, threads)
+        self.crop_scale = float(crop_scale)
+        self.person_score = person_score
+        self.keypoint_threshold = float(keypoint_threshold)
+        self.oks_threshold = oks_threshold
+        self.min_score = float(min_score)
+        self.batch = int(batch)
+        self.frames_per_batch = int(frames_per_batch)
+        self.workers = int(workers)
+
+    # -- one frame / a list of frames ---------------------------------------------------------
+
+    def __call__(self, image: np.ndarray | str | os.PathLike) -> Poses:
+        if not isinstance(image, np.ndarray):
+            from posekit.io import read_image
+
+            image = read_image(image)
+        return self.estimate_batch([image])[0]
+
+    def estimate_batch(self, images: Sequence[np.ndarray]) -> list[Poses]:
+        """Detect people in every image, then run all their crops through the pose model together."""
+        images = [_as_bgr(im) for im in images]
+        return self.estimate_boxes(images, self.detector.detect_batch(images))
+
+    def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
+        """Keypoints for given person boxes (e.g. ground-truth boxes): one pose batch for all images."""
+        crops, transforms = [], []
+        for image, found in zip(images, people):
+            c, t = affine_crop(_as_bgr(image), found.boxes, self.pose.input_size, self.crop_scale)
+            crops.append(c)
+            transforms.append(t)
+        all_crops = np.concatenate(crops) if crops else np.zeros((0, *self.pose.input_size, 3), np.uint8)
+        keypoints, scores = self._run_pose(all_crops)
+        out, start = [], 0
+        for found, transform in zip(people, transforms):
+            n = len(found)
+            k = crop_to_image(keypoints[start : start + n], transform)
+            out.append(self._finish(found.replace(keypoints=k, keypoint_scores=scores[start : start + n])))
+            start += n
+        return out
+
+    def _run_pose(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        step = min(self.batch, self.pose.max_batch or self.batch)
+        if len(crops) <= step:
+            return self.pose(crops)
+        parts = [self.pose(crops[i : i + step]) for i in range(0, len(crops), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _finish(self, poses: Poses) -> Poses:
+        if len(poses) == 0:
+            return poses
+        visible = poses.keypoint_scores > self.keypoint_threshold
+        poses = poses.replace(scores=PERSON_SCORES[self.person_score](poses, visible))
+        if self.oks_threshold is not None and len(poses) > 1:
+            wh = poses.boxes[:, 2:] - poses.boxes[:, :2]
+            keep = oks_nms(poses.keypoints, poses.scores, wh.prod(1) * 0.53, self.oks_threshold)
+            poses = poses[np.sort(keep)]
+        if self.min_score > 0:
+            poses = poses[poses.scores >= self.min_score]
+        return poses
+
+    # -- many frames ------------------------------------------------------------------------
+
+    def stream(self, frames: Iterable[Any], prefetch: int = 8) -> Iterator[Poses]:
+        """Poses for each frame, in order. Frames are (H, W, 3) uint8 BGR arrays, or paths.
+
+        A prefetch thread pulls (and decodes) frames from `frames`; chunks of
+        `frames_per_batch` frames run on `workers` threads; at most 2 x workers chunks are in
+        flight, so memory stays bounded on long videos.
+        """
+        chunks = _chunked(_prefetch(iter(frames), prefetch), self.frames_per_batch)
+        if self.workers == 1:
+            for chunk in chunks:
+                yield from self.estimate_batch(chunk)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="posekit") as pool:
+            pending: deque = deque()
+            for chunk in chunks:
+                pending.append(pool.submit(self.estimate_batch, chunk))
+                if len(pending) >= 2 * self.workers:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+
+
+def _as_bgr(image: Any) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        from posekit.io import read_image
+
+        image = read_image(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}")
+    return image
+
+
+def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_DONE = object()
+
+
+def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Pull from `items` in a background thread, at most `depth` ahead; re-raise its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull() -> None:
+        try:
+            for item in items:
+                if isinstance(item, (str, os.PathLike)):
+                    from posekit.io import read_image
+
+                    item = read_image(item)
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+
+    thread = threading.Thread(target=pull, name="posekit-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
