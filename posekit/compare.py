@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +39,9 @@ def make_engine(model: str, backend: str, precision: str = "fp32", device: str =
 
         if backend == "inductor":
             options.setdefault("batch_sizes", batch_sizes)
-        return cls(build_module(model), device=device, precision=precision, **options)
+        module = build_module(model)
+        options.setdefault("output_names", getattr(sys.modules[type(module).__module__], "OUTPUT_NAMES", ()))
+        return cls(module, device=device, precision=precision, **options)
     if backend == "onnxruntime" and precision == "fp32":
         from posekit.build import source_onnx
 
@@ -120,9 +123,8 @@ class EnginePoseModel:
         from posekit.calibration import to_network_input
         from posekit.ops.movenet import decode_movenet
 
-        k = len(self.spec.files) and 17
         if len(crops) == 0:
-            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+            return np.zeros((0, 17, 2), np.float32), np.zeros((0, 17), np.float32)
         return decode_movenet(*self.engine(to_network_input(crops, self.spec, self.tensor)))
 
 
