@@ -262,45 +262,62 @@ def find_weights(name: str, path: str | os.PathLike | None = None, download: boo
 
 def download_file(wf: WeightFile, dest: Path, timeout: float = 60.0) -> Path:
     """Fetch `wf.url` to `dest`: to a temporary file first, verified, then renamed into place."""
-    assert wf.url is not None
+    if wf.url is None:
+        raise WeightsNotFound(f"{wf.path} has no download address")
     dest.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s -> %s", wf.url, dest)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    temporaries: list[Path] = []
+
+    def temporary() -> tuple[int, Path]:
+        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        temporaries.append(Path(name))
+        return fd, Path(name)
+
     try:
+        fd, tmp = temporary()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(wf.url, timeout=timeout) as response:
-            _copy_with_progress(response, out, dest.name)
+            _copy_with_progress(response, out, dest.name, wf.url)
         if wf.member is not None:
             with zipfile.ZipFile(tmp) as archive:
                 matches = [m for m in archive.namelist() if m == wf.member or m.endswith("/" + wf.member)]
                 if not matches:
                     raise WeightsNotFound(f"{wf.url} holds no {wf.member!r} (found {archive.namelist()[:10]})")
-                fd2, tmp2 = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-                with os.fdopen(fd2, "wb") as out, archive.open(matches[0]) as member:
+                fd, tmp = temporary()
+                with os.fdopen(fd, "wb") as out, archive.open(matches[0]) as member:
                     shutil.copyfileobj(member, out)
-            tmp.unlink()
-            tmp = Path(tmp2)
         if wf.sha256 is not None:
             found = sha256sum(tmp)
             if found != wf.sha256:
                 raise ChecksumMismatch(f"{wf.url}: sha256 {found}, expected {wf.sha256}; the file was not kept")
         else:
             log.warning("%s has no known checksum; it was not verified", wf.path)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a cache is for the user's other tools too
         os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        for path in temporaries:
+            path.unlink(missing_ok=True)
     return dest
 
 
-def _copy_with_progress(response, out, label: str) -> None:
+def _copy_with_progress(response, out, label: str, url: str = "") -> None:
     total = int(response.headers.get("Content-Length") or 0) or None
+    written = 0
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a dependency; keep downloads working without it all the same
-        shutil.copyfileobj(response, out)
-        return
-    with tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) as bar:
+        tqdm = None
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=label, leave=False) if tqdm else None
+    try:
         while block := response.read(1 << 16):
             out.write(block)
-            bar.update(len(block))
+            written += len(block)
+            if bar is not None:
+                bar.update(len(block))
+    finally:
+        if bar is not None:
+            bar.close()
+    # A file without a known checksum is only as good as its length: a cut transfer must not stay.
+    if total is not None and written != total:
+        raise OSError(f"{url or label}: received {written:,} bytes, the server announced {total:,}")

@@ -153,6 +153,12 @@ def _decode_weight(w: dict, data: bytes) -> np.ndarray:
 
 
 def _check_consts(nodes: list[Node], weights: dict[str, np.ndarray], path: Path) -> None:
+    names = {n.name for n in nodes}
+    for node in nodes:
+        for ref in node.inputs:
+            source = ref.lstrip("^").split(":")[0]
+            if source not in names:
+                raise TfjsFormatError(f"{path}: node {node.name!r} reads {source!r}, which is not in the graph")
     consts = {n.name: n for n in nodes if n.op == "Const"}
     missing = [name for name in consts if name not in weights]
     if missing:

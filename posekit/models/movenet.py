@@ -121,6 +121,9 @@ class MoveNetConfig:
 
 
 class MoveNet(nn.Module):
+    output_names = OUTPUT_NAMES
+    output_layout = OUTPUT_LAYOUT
+
     def __init__(self, config: MoveNetConfig) -> None:
         super().__init__()
         self.config = config
