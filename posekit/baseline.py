@@ -83,3 +83,66 @@ class PlainLoop:
         if not keypoints:
             return Poses.empty()
         return people.replace(keypoints=np.concatenate(keypoints), keypoint_scores=np.concatenate(scores))
+
+
+def bench_pipeline(images: str | os.PathLike, ann: str | os.PathLike | None = None, estimator=None,
+                   plain: PlainLoop | None = None, repeat: int = 1, warmup: int = 2) -> dict:
+    """Time posekit's pipeline and the plain loop on the same image files, in one run.
+
+    Both read and decode the files as part of the timed work. `repeat` passes over the folder
+    are timed (after `warmup` images each to load the engines); AP is computed on the first pass
+    when `ann` names COCO keypoint annotations for the images.
+    Returns {"images", "machine", "posekit": {...}, "plain": {...}, "speedup"}.
+    """
+    import platform
+    import time
+
+    from posekit.evaluate import coco_eval, load_annotations
+    from posekit.io import poses_to_coco, read_image
+
+    folder = Path(images)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no .jpg/.jpeg/.png images to benchmark")
+    coco = load_annotations(ann) if ann is not None else None
+    ids = {} if coco is None else {Path(im["file_name"]).name: im["id"] for im in coco.dataset["images"]}
+    if estimator is None:
+        from posekit.pipeline import PoseEstimator
+
+        estimator = PoseEstimator()
+    plain = plain or PlainLoop()
+
+    def run_posekit(ps):
+        return list(estimator.stream([str(p) for p in ps]))
+
+    def run_plain(ps):
+        return [plain(read_image(p)) for p in ps]
+
+    report: dict = {"images": len(paths), "repeat": repeat, "machine": _machine()}
+    for name, runner in (("plain", run_plain), ("posekit", run_posekit)):
+        runner(paths[:warmup])
+        seconds, first = [], None
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = runner(paths)
+            seconds.append(time.perf_counter() - t0)
+            first = first or out
+        best = min(seconds)
+        entry = {"images_per_s": round(len(paths) / best, 2), "seconds": round(best, 3),
+                 "people": int(sum(len(p) for p in first))}
+        if coco is not None:
+            results = [r for p, poses in zip(paths, first) if p.name in ids for r in poses_to_coco(poses, ids[p.name])]
+            stats, _ = coco_eval(coco, results, "keypoints")
+            entry.update(AP=round(stats["AP"], 4), AP50=round(stats["AP50"], 4))
+        report[name] = entry
+    report["speedup"] = round(report["posekit"]["images_per_s"] / report["plain"]["images_per_s"], 2)
+    return report
+
+
+def _machine() -> dict:
+    import platform
+
+    import onnxruntime
+
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}

@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
     "build": ("build", "build an engine (ONNX Runtime INT8, AOTInductor, TensorRT) once and cache it"),
     "compare": ("compare", "per-output error and AP of engines and precisions against the torch reference"),
+    "infer": ("infer", "find people and their keypoints in images, folders and videos"),
+    "eval": ("eval", "COCO keypoint AP on an annotated image folder"),
+    "bench": ("bench", "time a stage (pipeline: posekit against the plain per-person loop)"),
     "export": ("export", "export a registered network to ONNX, checked against torch"),
 }
 

@@ -130,3 +130,17 @@ def _box_results(estimator: Any, decoded: list) -> list[dict]:
             x0, y0, x1, y1 = (float(v) for v in box)
             out.append({"image_id": image_id, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
     return out
+
+
+def report_json(report: dict) -> dict:
+    """The machine-readable summary `posekit eval --json` writes: detected-box stats at top level."""
+    keys = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+    main = report.get("detector") or report.get("gt")
+    out = {k: round(main[k], 4) for k in keys}
+    out.update(images=report["images"], people=report["people"], seconds=report["seconds"])
+    for name in ("detector", "gt"):
+        if name in report:
+            out[f"{name}_boxes"] = {k: round(report[name][k], 4) for k in keys}
+    if "box" in report:
+        out["person_box_AP"] = round(report["box"]["AP"], 4)
+    return out

@@ -8,6 +8,7 @@ single small ONNX Runtime call does not use two threads well.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -25,6 +26,12 @@ from posekit.ops.oks import oks_nms
 from posekit.structures import Poses
 
 log = logging.getLogger(__name__)
+
+
+# MoveNet's raw heads in decode_movenet's argument order; taken by name when the export names them.
+_MOVENET_HEADS = ("centre", "heatmaps", "regression", "offsets")
+# What posekit.export records and the runner builds its preprocessing from.
+_REQUIRED_META = ("posekit.input_size", "posekit.colour", "posekit.mean", "posekit.std")
 
 
 class MoveNetOnnx:
@@ -48,12 +55,16 @@ class MoveNetOnnx:
             path = ensure_onnx(name)
         options = {} if threads is None else {"threads": threads}
         self.engine = load_engine(Path(path), backend, device, **options)
-        spec = registry.get(name)
         meta = self.engine.metadata
-        self.input_size = _meta_size(meta, spec.input_size)
-        self.model_colour = meta.get("colour", meta.get("color", spec.colour)).upper()
-        self.mean = np.asarray(_meta_floats(meta, "mean", spec.mean), np.float32)
-        self.std = np.asarray(_meta_floats(meta, "std", spec.std), np.float32)
+        if meta.get("posekit.model", name) != name:
+            raise ValueError(f"{path}: expected an export of {name}, its metadata says {meta['posekit.model']}")
+        missing = [k for k in _REQUIRED_META if k not in meta]
+        if missing:
+            raise ValueError(f"{path}: expected posekit export metadata {', '.join(_REQUIRED_META)}; missing {', '.join(missing)}")
+        self.input_size = tuple(int(v) for v in json.loads(meta["posekit.input_size"]))  # height, width
+        self.model_colour = meta["posekit.colour"].upper()
+        self.mean = np.asarray(json.loads(meta["posekit.mean"]), np.float32)
+        self.std = np.asarray(json.loads(meta["posekit.std"]), np.float32)
         self._normalise = bool(np.any(self.mean != 0) or np.any(self.std != 1))
         self.name = name
 
@@ -67,26 +78,11 @@ class MoveNetOnnx:
         if self._normalise:
             x -= self.mean[None, :, None, None]
             x /= self.std[None, :, None, None]
-        keypoints, scores = decode_movenet(*self.engine(x))
+        outputs = self.engine(x)
+        named = dict(zip(self.engine.output_names, outputs))
+        heads = [named[n] for n in _MOVENET_HEADS] if all(n in named for n in _MOVENET_HEADS) else outputs
+        keypoints, scores = decode_movenet(*heads, input_size=self.input_size)
         return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
-
-
-def _meta_size(meta: dict[str, str], default: tuple[int, int]) -> tuple[int, int]:
-    for key in ("input_size", "input_shape"):
-        if key in meta:
-            values = [int(float(v)) for v in meta[key].replace("[", " ").replace("]", " ").replace(",", " ").split()]
-            if len(values) == 1:
-                return (values[0], values[0])
-            return (values[-2], values[-1]) if len(values) >= 2 else default
-    return default
-
-
-def _meta_floats(meta: dict[str, str], key: str, default: Sequence[float]) -> tuple[float, ...]:
-    if key not in meta:
-        return tuple(default)
-    import json
-
-    return tuple(float(v) for v in json.loads(meta[key]))
 
 
 def _box_score(poses: Poses, visible: np.ndarray) -> np.ndarray:
@@ -138,9 +134,9 @@ class PoseEstimator:
     """
 
     def __init__(self, det: Any = "rtmdet-nano-person", pose: Any = "movenet-thunder", device: str = "cpu",
-                 backend: str = "onnxruntime", det_score_threshold: float = 0.3, det_iou_threshold: float = 0.65,
+                 backend: str = "onnxruntime", det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
                  crop_scale: float = 1.25, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
-                 oks_threshold: float | None = None, min_score: float = 0.0, batch: int = 32,
+                 oks_threshold: float | None = 0.8, min_score: float = 0.0, batch: int = 32,
                  frames_per_batch: int = 2, workers: int = 2, threads: int | None = None) -> None:
         from posekit.detectors import Detector
 

@@ -355,16 +355,10 @@ def load_onnx(model: YOLOX, path: str | os.PathLike) -> YOLOX:
     conv_nodes = [n for n in graph.node if n.op_type == "Conv"]
 
     model.fuse()
-    dims = _input_hw(graph, path)
-    convs = _convs_in_execution_order(model, dims)
-    if len(conv_nodes) != len(convs):
-        raise YOLOXWeightsError(
-            f"{path} has {len(conv_nodes)} Conv nodes, {_describe(model)} has {len(convs)} convolutions; "
-            f"is it the export of another YOLOX size?")
-
+    convs = _convs_in_execution_order(model, _input_hw(graph, path))
     tensors: dict[str, torch.Tensor] = {}
     for index, (node, (name, conv)) in enumerate(zip(conv_nodes, convs)):
-        where = f"{path}: Conv node {index} ({node.name or node.output[0]}) for {name}"
+        where = f"{path}: Conv node {index} ({node.name or node.output[0]}) for {name} of {_describe(model)}"
         if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
             raise YOLOXWeightsError(f"{where}: expected weight and bias initialisers, found inputs {list(node.input)}")
         weight = numpy_helper.to_array(inits[node.input[1]])
@@ -380,6 +374,10 @@ def load_onnx(model: YOLOX, path: str | os.PathLike) -> YOLOX:
             raise YOLOXWeightsError(f"{where}: expected (strides, group, pads) {wanted}, found {found}")
         tensors[f"{name}.weight"] = torch.from_numpy(weight.copy())
         tensors[f"{name}.bias"] = torch.from_numpy(bias.copy())
+    if len(conv_nodes) != len(convs):
+        raise YOLOXWeightsError(
+            f"{path} has {len(conv_nodes)} Conv nodes, {_describe(model)} has {len(convs)} convolutions; "
+            f"is it the export of another YOLOX size?")
 
     result = model.load_state_dict(tensors, strict=False)
     if result.missing_keys:  # every parameter of the fused module is a conv weight or bias

@@ -1,0 +1,169 @@
+"""`infer`: run a PoseEstimator over many inputs and write what it found (what `posekit infer` calls)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from posekit.io import (Frame, InputError, JsonLinesWriter, VideoSink, expand_inputs, image_ids, iter_video,
+                        poses_to_coco, read_image, video_fps, write_image, write_json)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferSummary:
+    """What a run did: inputs seen, frames and people found, failures (one message each), seconds."""
+
+    inputs: int = 0
+    images: int = 0
+    videos: int = 0
+    frames: int = 0
+    people: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"{self.inputs} inputs ({self.images} images, {self.videos} videos): {self.frames} frames, "
+                 f"{self.people} people, {len(self.failures)} failed, {self.seconds:.1f} s ({rate:.1f} frames/s)"]
+        lines += [f"  failed: {f}" for f in self.failures]
+        lines += [f"  wrote {o}" for o in self.outputs]
+        return "\n".join(lines)
+
+
+def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike | None = None, vis: bool = True,
+          estimator: Any = None, progress: bool = False, **estimator_options: Any) -> InferSummary:
+    """Estimate poses in every input and write results under `out` (see `posekit infer --help`).
+
+    Unreadable inputs are logged as warnings and listed in the summary's failures; the rest are
+    processed. Every file is written to a temporary name and renamed when complete.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    summary = InferSummary()
+    sources, problems = expand_inputs(inputs)
+    for problem in problems:
+        log.warning("%s", problem)
+        summary.failures.append(problem)
+    summary.inputs = len(sources)
+    ids = image_ids(ann) if ann is not None else {}
+    if not sources:
+        summary.seconds = time.perf_counter() - start
+        return summary
+    if estimator is None:
+        from posekit.pipeline import PoseEstimator
+
+        estimator = PoseEstimator(**estimator_options)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = _progress_bar(progress, len(sources))
+
+    images = [s for s in sources if s.kind == "image"]
+    videos = [s for s in sources if s.kind != "image"]
+    if images:
+        results: list[dict] = []
+        for frame, poses in _run(estimator, _read_images(images, summary)):
+            name = Path(frame.source).name
+            summary.images += 1
+            summary.frames += 1
+            summary.people += len(poses)
+            if ann is not None and name not in ids:
+                log.warning("%s: not named in %s; written without image_id", frame.source, ann)
+            results.extend(poses_to_coco(poses, ids.get(name), name))
+            if vis:
+                _write_render(out / "vis" / name, frame.image, poses)
+            bar.update(1)
+        summary.outputs.append(str(write_json(out / "results.json", results)))
+    for source in videos:
+        summary.videos += 1
+        try:
+            summary.outputs.extend(_infer_video(estimator, source, out, vis, summary))
+        except InputError as exc:
+            log.warning("%s", exc)
+            summary.failures.append(str(exc))
+        bar.update(1)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run(estimator: Any, frames: Iterator[Frame]) -> Iterator[tuple[Frame, Any]]:
+    """Pair each frame with its poses; frames are read (and decoded) in the estimator's prefetch thread."""
+    pending: deque[Frame] = deque()
+
+    def images() -> Iterator[Any]:
+        for frame in frames:
+            pending.append(frame)
+            yield frame.image
+
+    for poses in estimator.stream(images()):
+        yield pending.popleft(), poses
+
+
+def _read_images(sources: list, summary: InferSummary) -> Iterator[Frame]:
+    for source in sources:
+        try:
+            yield Frame(source.path, 0, read_image(source.path))
+        except InputError as exc:
+            log.warning("%s", exc)
+            summary.failures.append(str(exc))
+
+
+def _infer_video(estimator: Any, source: Any, out: Path, vis: bool, summary: InferSummary) -> list[str]:
+    is_camera = source.kind == "camera"
+    handle = int(source.path) if is_camera else source.path
+    stem = f"camera{source.path}" if is_camera else Path(source.path).stem
+    written = []
+    sink = VideoSink(out / "vis" / f"{stem}.mp4", video_fps(handle)) if vis else None
+    # The JSON Lines file and the render are renamed into place only if the whole video decodes;
+    # a truncated video raises InputError out of both contexts, which delete their temporaries.
+    with JsonLinesWriter(out / f"{stem}.jsonl") as lines:
+        if sink is not None:
+            sink.__enter__()
+        try:
+            for frame, poses in _run(estimator, iter_video(handle)):
+                summary.frames += 1
+                summary.people += len(poses)
+                lines.write({"frame": frame.index, "source": frame.source,
+                             "people": poses_to_coco(poses)})
+                if sink is not None:
+                    from posekit.draw import draw_poses
+
+                    sink.write(draw_poses(frame.image, poses, copy=False))
+        except BaseException as exc:
+            if sink is not None:
+                sink.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if sink is not None:
+            sink.__exit__(None, None, None)
+            written.append(str(sink.path))
+    written.append(str(lines.path))
+    return written
+
+
+def _write_render(path: Path, image: Any, poses: Any) -> None:
+    from posekit.draw import draw_poses
+
+    write_image(path, draw_poses(image, poses, copy=False))
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="input", desc="posekit infer", dynamic_ncols=True)

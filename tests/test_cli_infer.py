@@ -1,0 +1,140 @@
+"""`posekit infer`, `eval` and `bench` as a user runs them, checking what they write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from posekit.infer import infer
+from posekit.io import iter_video
+from posekit.pipeline import PoseEstimator
+
+from badinputs import IMAGE_CASES, make
+from conftest import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
+
+
+def posekit(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "POSEKIT_MODELS": str(MODELS), "POSEKIT_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-m", "posekit", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return PoseEstimator()
+
+
+def _no_partial_files(folder: Path) -> None:
+    leftovers = [p for p in folder.rglob("*") if ".part" in p.name]
+    assert leftovers == []
+
+
+def test_infer_images_and_video(tmp_path, coco_image_paths):
+    images = coco_image_paths[:3]
+    out = tmp_path / "out"
+    result = posekit("infer", *map(str, images), str(DEMO_VIDEO), "--out", str(out), "--ann", str(COCO_ANN),
+                     cache=Path(os.environ["POSEKIT_CACHE"]))
+    assert result.returncode == 0, result.stderr
+    assert "4 inputs (3 images, 1 videos): 8 frames" in result.stdout
+
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(COCO_ANN))
+    records = json.loads((out / "results.json").read_text())
+    assert {r["file_name"] for r in records} == {p.name for p in images}
+    coco.loadRes(records)  # a valid COCO results file: raises otherwise
+    sizes = {p.name: cv2.imread(str(p)).shape[:2] for p in images}
+    for r in records:
+        k = np.array(r["keypoints"]).reshape(17, 3)
+        h, w = sizes[r["file_name"]]
+        assert r["category_id"] == 1 and 0 <= r["score"] <= 1
+        assert (k[:, 0] >= -1).all() and (k[:, 0] <= w + 1).all() and (k[:, 1] >= -1).all() and (k[:, 1] <= h + 1).all()
+        assert coco.imgs[r["image_id"]]["file_name"] == r["file_name"]
+
+    lines = [json.loads(l) for l in (out / "demo.jsonl").read_text().splitlines()]
+    assert [l["frame"] for l in lines] == [0, 1, 2, 3, 4]
+    assert all(len(l["people"]) >= 5 for l in lines)  # a crowded street
+    for line in lines:
+        k = np.array([p["keypoints"] for p in line["people"]]).reshape(-1, 17, 3)
+        assert (k[..., 0] >= -1).all() and (k[..., 0] <= 961).all() and (k[..., 1] <= 541).all()
+
+    rendered = list(iter_video(str(out / "vis" / "demo.mp4")))
+    assert len(rendered) == 5 and rendered[0].image.shape == (540, 960, 3)
+    assert {p.name for p in (out / "vis").glob("*.jpg")} == {p.name for p in images}
+    _no_partial_files(out)
+
+
+def test_infer_mixed_folder_names_each_bad_file(tmp_path):
+    folder = tmp_path / "mixed"
+    paths = {kind: make(kind, folder) for kind in [*IMAGE_CASES, "truncated_video"]}
+    out = tmp_path / "out"
+    result = posekit("infer", str(folder), "--out", str(out), "--no-vis", cache=Path(os.environ["POSEKIT_CACHE"]))
+    assert result.returncode == 1
+    bad = [k for k, (works, _) in IMAGE_CASES.items() if not works] + ["truncated_video"]
+    for kind in bad:
+        assert f"WARNING posekit.infer: {paths[kind]}" in result.stderr, kind
+        assert f"failed: {paths[kind]}" in result.stdout
+    assert f"{len(bad)} failed" in result.stdout
+    records = json.loads((out / "results.json").read_text())
+    good_names = {paths[k].name for k, (works, _) in IMAGE_CASES.items() if works}
+    with_people = {r["file_name"] for r in records}
+    assert with_people == good_names - {"dot.png"}  # every good picture of the skier; nobody in one pixel
+    assert not (out / "vis").exists() and not (out / "cut.jsonl").exists()
+    _no_partial_files(out)
+
+
+@pytest.mark.parametrize("kind", [*IMAGE_CASES, "truncated_video"])
+def test_infer_each_input_alone(kind, tmp_path, estimator):
+    works = IMAGE_CASES.get(kind, (False, None))[0]
+    path = make(kind, tmp_path / "in")
+    summary = infer([str(path)], tmp_path / "out", estimator=estimator)
+    assert (len(summary.failures) == 0) is works
+    if not works:
+        assert str(path) in summary.failures[0]
+    written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
+    expected = {"truncated_video": []}.get(kind, ["results.json", path.name])
+    assert written == sorted(expected)
+
+
+def test_infer_nothing_matched(tmp_path):
+    result = posekit("infer", str(tmp_path / "missing" / "*.jpg"), "--out", str(tmp_path / "out"),
+                     cache=Path(os.environ["POSEKIT_CACHE"]))
+    assert result.returncode == 1
+    assert "pattern matched no image or video files" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_detected_boxes_reaches_the_target(tmp_path):
+    report = tmp_path / "eval.json"
+    result = posekit("eval", "--ann", str(COCO_ANN), "--images", str(COCO_IMAGES), "--json", str(report),
+                     cache=Path(os.environ["POSEKIT_CACHE"]))
+    assert result.returncode == 0, result.stderr
+    assert "keypoints, detected boxes" in result.stdout and "Average Precision" in result.stdout
+    data = json.loads(report.read_text())
+    assert set(data) >= {"AP", "AP50", "AP75", "APm", "APl", "AR", "images", "people", "seconds"}
+    assert data["images"] == 19
+    assert data["AP"] >= 0.69, data  # default models, detected boxes, the 19-image set
+    assert data["gt_boxes"]["AP"] >= 0.65, data  # recorded in the report; pose model alone
+    assert 0.4 <= data["person_box_AP"] <= 1.0
+
+
+def test_bench_pipeline_reports_both(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted(COCO_IMAGES.glob("*.jpg"))[:3]:
+        (images / p.name).symlink_to(p)
+    report = tmp_path / "bench.json"
+    result = posekit("bench", "--stage", "pipeline", "--images", str(images), "--ann", str(COCO_ANN), "--repeat", "1",
+                     "--json", str(report), cache=Path(os.environ["POSEKIT_CACHE"]))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    for name in ("plain", "posekit"):
+        assert data[name]["images_per_s"] > 0 and data[name]["people"] >= 3 and 0 <= data[name]["AP"] <= 1
+    assert "speed-up" in result.stdout

@@ -1,0 +1,124 @@
+"""PoseEstimator end to end on real weights and real COCO images."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from posekit.evaluate import gt_boxes, load_annotations
+from posekit.io import InputError
+from posekit.ops.oks import oks
+from posekit.pipeline import PERSON_SCORES, PoseEstimator
+
+from badinputs import GOOD_JPEG, make
+from conftest import COCO_ANN, COCO_IMAGES
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    return PoseEstimator()
+
+
+@pytest.fixture(scope="module")
+def coco():
+    return load_annotations(COCO_ANN)
+
+
+def _gt_keypoints(coco, file_name):
+    image_id = next(i for i, im in coco.imgs.items() if im["file_name"] == file_name)
+    anns = [a for a in coco.imgToAnns[image_id] if a["num_keypoints"] > 0 and not a["iscrowd"]]
+    return anns
+
+
+def test_one_person_matches_the_annotation(estimator, coco):
+    image = cv2.imread(str(GOOD_JPEG))
+    poses = estimator(image)
+    (ann,) = _gt_keypoints(coco, GOOD_JPEG.name)
+    gt = np.array(ann["keypoints"], np.float32).reshape(17, 3)
+    best = poses[int(np.argmax(poses.scores))]
+    similarity = oks(best.keypoints, gt[None, :, :2], np.array([ann["area"]]), gt[None, :, 2] > 0)[0, 0]
+    assert similarity > 0.85, f"OKS {similarity:.3f} with the annotated skier"
+    h, w = image.shape[:2]
+    assert ((best.keypoints >= 0) & (best.keypoints <= [w, h])).all()
+    assert 0 < best.scores[0] <= best.box_scores[0]  # box x mean visible keypoint score
+
+
+def test_path_input_equals_array_input(estimator):
+    a = estimator(str(GOOD_JPEG))
+    b = estimator(cv2.imread(str(GOOD_JPEG)))
+    np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "rgba", "png16"])
+def test_awkward_formats_give_the_same_person(estimator, kind, tmp_path):
+    reference = estimator(str(GOOD_JPEG))
+    poses = estimator(make(kind, tmp_path))
+    assert len(poses) >= 1
+    i, j = int(np.argmax(poses.scores)), int(np.argmax(reference.scores))
+    # A grey image loses colour, so only nearly the same keypoints; RGBA / 16-bit are the same pixels.
+    tolerance = 12.0 if kind == "grayscale" else 1.5
+    assert np.median(np.abs(poses.keypoints[i] - reference.keypoints[j])) < tolerance
+
+
+@pytest.mark.parametrize("image", [np.full((240, 320, 3), 114, np.uint8), np.zeros((1, 1, 3), np.uint8)])
+def test_nobody_there(estimator, image):
+    poses = estimator(image)
+    assert len(poses) == 0 and poses.keypoints.shape == (0, 17, 2)
+
+
+def test_stream_equals_one_at_a_time_and_keeps_order(estimator, coco_image_paths):
+    paths = coco_image_paths[:7]  # an odd count: the last chunk is short
+    streamed = list(estimator.stream([str(p) for p in paths]))
+    assert len(streamed) == len(paths)
+    for path, poses in zip(paths, streamed):
+        alone = estimator(cv2.imread(str(path)))
+        assert len(alone) == len(poses)
+        np.testing.assert_allclose(poses.keypoints, alone.keypoints, atol=0.05)
+        np.testing.assert_allclose(poses.scores, alone.scores, atol=1e-4)
+
+
+def test_stream_reports_a_bad_frame(estimator, tmp_path):
+    frames = [str(GOOD_JPEG), str(make("text", tmp_path)), str(GOOD_JPEG)]
+    with pytest.raises(InputError, match=r"notes\.jpg: not a decodable image"):
+        list(estimator.stream(frames))
+
+
+def test_gt_boxes_and_oks_nms_remove_duplicates(coco):
+    image = cv2.imread(str(GOOD_JPEG))
+    image_id = next(i for i, im in coco.imgs.items() if im["file_name"] == GOOD_JPEG.name)
+    box = gt_boxes(coco, image_id)
+    doubled = box[[0, 0]].replace(box_scores=np.array([0.9, 0.8], np.float32))
+    with_nms = PoseEstimator(oks_threshold=0.8).estimate_boxes([image], [doubled])[0]
+    without = PoseEstimator(oks_threshold=None).estimate_boxes([image], [doubled])[0]
+    assert len(without) == 2 and len(with_nms) == 1
+    assert with_nms.box_scores[0] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("person_score", sorted(PERSON_SCORES))
+def test_person_score_choices(person_score):
+    poses = PoseEstimator(person_score=person_score)(cv2.imread(str(GOOD_JPEG)))
+    visible = poses.keypoint_scores > 0.2
+    mean_visible = np.where(visible, poses.keypoint_scores, 0).sum(1) / np.maximum(visible.sum(1), 1)
+    expected = {"box": poses.box_scores, "keypoints": mean_visible, "box*keypoints": poses.box_scores * mean_visible}
+    np.testing.assert_allclose(poses.scores, expected[person_score], atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"person_score": "median"}, "unknown person_score 'median'"),
+    ({"workers": 0}, "must be >= 1"),
+    ({"pose": "rtmdet-nano-person"}, "rtmdet-nano-person is a detector model, not a pose model"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PoseEstimator(**kwargs)
+
+
+def test_lightning_is_the_fast_choice(coco):
+    poses = PoseEstimator(pose="movenet-lightning")(str(GOOD_JPEG))
+    assert poses.keypoints.shape[1:] == (17, 2) and len(poses) >= 1
+
+
+def test_yolox_as_the_detector():
+    poses = PoseEstimator(det="yolox-nano")(str(GOOD_JPEG))
+    assert len(poses) >= 1 and poses.keypoint_scores.max() > 0.5
