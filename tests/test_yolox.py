@@ -240,11 +240,16 @@ def test_pth_checkpoint_matches_onnx_weights(nano, nano_pth, coco, onnx_raw):
     assert max(relative_errors(from_built[1], onnx_raw[11]).values()) <= 1e-4
 
 
-def test_weights_found_in_models_folder_prefer_onnx_then_pth(nano_pth, monkeypatch, tmp_path):
-    (tmp_path / "yolox_nano.pth").write_bytes(nano_pth.read_bytes())
+def test_models_folder_lookup_prefers_onnx_then_pth(nano_pth, monkeypatch, tmp_path):
     monkeypatch.setenv("POSEKIT_MODELS", str(tmp_path))
-    model = models.build("yolox-nano", download=False)  # no ONNX there: the checkpoint is used
-    assert model.is_fused
+    (tmp_path / "yolox_nano.pth").write_bytes(b"not a checkpoint")
+    (tmp_path / "yolox-nano-416.onnx").symlink_to(NANO_ONNX)
+    assert models.build("yolox-nano", download=False).is_fused  # the ONNX wins; the bad .pth is not read
+    (tmp_path / "yolox-nano-416.onnx").unlink()
+    with pytest.raises(YOLOXWeightsError, match="yolox_nano.pth is not a readable torch checkpoint"):
+        models.build("yolox-nano", download=False)  # no ONNX: the checkpoint is used
+    (tmp_path / "yolox_nano.pth").write_bytes(nano_pth.read_bytes())
+    assert models.build("yolox-nano", download=False).is_fused
     (tmp_path / "yolox_nano.pth").unlink()
     with pytest.raises(registry.WeightsNotFound, match="yolox-nano-416.onnx"):
         models.build("yolox-nano", download=False)
