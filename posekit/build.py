@@ -180,33 +180,9 @@ def source_onnx(model: str) -> Path:
     spec = registry.get(model)
     if spec.format == "onnx":
         return registry.find_weights(model)[0]
-    try:
-        from posekit.export import ensure_onnx
-    except ImportError:  # branch `movenet` owns the export; until it lands, export here
-        return cached_artefact(BuildRequest(model, "onnx", "fp32", (1, 1, 1)), ("torch",), f"{model}.onnx",
-                               lambda path: export_onnx(model, path))
+    from posekit.export import ensure_onnx
+
     return Path(ensure_onnx(model))
-
-
-def export_onnx(model: str, path: Path) -> None:
-    """Fallback export of a registry model's torch module to ONNX with a dynamic batch axis."""
-    import torch
-
-    from posekit.models import build
-
-    spec = registry.get(model)
-    module = build(model)
-    sample = torch.zeros(2, 3, *spec.input_size)
-    names = list(getattr(import_module_of(module), "OUTPUT_NAMES", ()))
-    with torch.inference_mode():
-        torch.onnx.export(module, (sample,), str(path), input_names=["images"], output_names=names or None,
-                          dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
-
-
-def import_module_of(obj: Any):
-    import sys
-
-    return sys.modules[type(obj).__module__]
 
 
 # --- builders, one per backend -------------------------------------------------------------------
