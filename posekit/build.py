@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 ENTRY = "entry.json"
+# Bumped whenever how an artefact is made changes (so old cache entries count as stale).
+BUILD_FORMAT = 2
 COCO_MINI_ANNOTATIONS = "person_keypoints_val2017_mini.json"
 
 
@@ -105,6 +107,7 @@ def cache_key(request: BuildRequest, libraries: Sequence[str]) -> dict[str, Any]
         "batch": list(request.batch),
         "device": _device_kind(request.device),
         "posekit": __version__,
+        "build_format": BUILD_FORMAT,
         "libraries": {name: _version(name) for name in libraries},
     }
 

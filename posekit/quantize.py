@@ -85,6 +85,23 @@ def first_and_last_nodes(model_path: str | os.PathLike, op_types: Sequence[str] 
     return tuple(dict.fromkeys(nodes[:count] + nodes[-count:]))
 
 
+MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear need the `axis` attribute (opset 13)
+
+
+def upgrade_opset(model_path: Path, out_path: Path) -> Path:
+    """`model_path` itself when its default-domain opset is >= 13; else a converted copy at `out_path`."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(model_path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if opset >= MIN_OPSET:
+        return model_path
+    log.info("%s: converting opset %d -> %d for per-channel quantisation", model_path, opset, MIN_OPSET)
+    onnx.save(version_converter.convert_version(model, MIN_OPSET), str(out_path))
+    return out_path
+
+
 def quantize_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
                   options: QuantOptions = QuantOptions(), input_name: str | None = None,
                   preprocess: bool = True) -> Path:
@@ -111,10 +128,11 @@ def quantize_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, ca
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quant-") as tmp:
-        source = model_path
+        source = upgrade_opset(model_path, Path(tmp) / "opset13.onnx")
         if preprocess:
-            source = Path(tmp) / "preprocessed.onnx"
-            quant_pre_process(str(model_path), str(source), skip_symbolic_shape=True)
+            preprocessed = Path(tmp) / "preprocessed.onnx"
+            quant_pre_process(str(source), str(preprocessed), skip_symbolic_shape=True)
+            source = preprocessed
         partial = Path(tmp) / "int8.onnx"
         quantize_static(
             str(source), str(partial),
