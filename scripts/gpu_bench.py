@@ -57,6 +57,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--frames-per-batch", type=int, default=64)
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--sections", default="a,b,c,d", help="which sections to run, in this order")
+    p.add_argument("--pose-engines", default="torch:fp32,inductor:fp16,inductor:bf16",
+                   help="BACKEND:PRECISION list for (a); the first is the reference")
+    p.add_argument("--pipeline-engines", default="torch:fp32,inductor:fp16", help="BACKEND:PRECISION list for (b)")
+    p.add_argument("--det-engines", default="torch:fp32,inductor:fp16", help="BACKEND:PRECISION list for (c)")
+    p.add_argument("--accuracy-engines", default="torch:fp32,torch:fp16,torch:bf16,inductor:fp16",
+                   help="BACKEND:PRECISION list for (d); the first is the reference")
     return p.parse_args()
 
 
@@ -88,6 +94,17 @@ class Results:
         tmp = self.out / ".results.json.part"
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         os.replace(tmp, self.out / "results.json")
+
+
+def engines_arg(text: str) -> list[tuple[str, str]]:
+    return [tuple(item.split(":", 1)) for item in text.split(",") if item]  # type: ignore[misc]
+
+
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def remaining(budget: float) -> float:
@@ -126,7 +143,7 @@ def stage(results: Results, args, stage_name: str, model: str, batches: list[int
                 x = torch.from_numpy(tile(inputs, b)).to(args.device)
                 t0 = time.perf_counter()
                 engine(x)  # first call at this size compiles (Inductor) and captures the CUDA graph
-                torch.cuda.synchronize()
+                synchronize(args.device)
                 first = time.perf_counter() - t0
                 compile_seconds += first
                 timing = time_engine(engine, x, warmup=3, repeat=args.repeat, min_seconds=0.2)
@@ -140,7 +157,8 @@ def stage(results: Results, args, stage_name: str, model: str, batches: list[int
                 results.fail(f"{label} batch {b}", exc)
         log(f"{label}: compile/capture {compile_seconds:.1f}s")
         del engine
-        torch.cuda.empty_cache()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
     for row in add_speedups(rows):
         results.add(stage_name, row)
 
@@ -213,7 +231,7 @@ def pipeline(results: Results, args, configs: list[tuple[str, str]]) -> None:
             pipe = GpuPosePipeline(device=args.device, backend=backend, precision=precision, **options)
             # warm-up pass over enough frames to compile/capture every size the run will meet
             people = sum(len(p) for p in pipe.stream(decoded(encoded[: 2 * fpb], threads), fpb))
-            torch.cuda.synchronize()
+            synchronize(args.device)
             warm = time.perf_counter() - t0
             frames = 0
             t0 = time.perf_counter()
@@ -228,7 +246,8 @@ def pipeline(results: Results, args, configs: list[tuple[str, str]]) -> None:
             results.add("pipeline", row)
             log(f"{label}: {row['frames_per_s']:.0f} frames/s ({frames} frames, {row['people_per_frame']:.1f} people/frame, warm-up {warm:.0f}s)")
             del pipe
-            torch.cuda.empty_cache()
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
         except Exception as exc:  # noqa: BLE001
             results.fail(label, exc)
     base = next((r for r in results.data["pipeline"] if r["backend"] == "torch" and r["precision"] == "fp32"), None)
@@ -260,7 +279,8 @@ def accuracy(results: Results, args, ann: Path, engines: list[tuple[str, str]]) 
             log(f"AP {backend} {precision}: {row['AP']:.3f}")
         except Exception as exc:  # noqa: BLE001
             results.fail(f"AP {backend} {precision}", exc)
-    for backend, precision in (("torch", "fp32"), ("torch", "fp16")):
+    gpu_precisions = ("fp32", "fp16") if args.device.startswith("cuda") else ("fp32",)
+    for backend, precision in (("torch", p) for p in gpu_precisions):
         if remaining(args.budget) < 40:
             results.skip(f"AP GPU pipeline {backend} {precision}", "budget")
             continue
@@ -326,14 +346,14 @@ def main() -> int:
     import torch
 
     meta = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": sys.version.split()[0],
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") and torch.cuda.is_available() else args.device,
             "mode": args.mode, "budget_s": args.budget}
     results = Results(out, meta)
     log(f"start: {meta}")
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         results.fail("setup", RuntimeError("no CUDA device"))
         return 1
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = args.device.startswith("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     ann = Path(args.coco) / "person_keypoints_val2017_mini.json"
@@ -350,16 +370,14 @@ def main() -> int:
     for section in sections:
         try:
             if section == "a":
-                stage(results, args, "pose", "movenet-thunder", batches,
-                      [("torch", "fp32"), ("inductor", "fp16"), ("inductor", "bf16")], crops)
+                stage(results, args, "pose", "movenet-thunder", batches, engines_arg(args.pose_engines), crops)
             elif section == "b":
-                pipeline(results, args, [("torch", "fp32"), ("inductor", "fp16")])
+                pipeline(results, args, engines_arg(args.pipeline_engines))
             elif section == "c":
-                stage(results, args, "det", "yolox-nano", [1, 8, 32, 64],
-                      [("torch", "fp32"), ("inductor", "fp16")], frames)
+                stage(results, args, "det", "yolox-nano", [b for b in (1, 8, 32, 64) if b <= max(batches)],
+                      engines_arg(args.det_engines), frames)
             elif section == "d":
-                accuracy(results, args, ann, [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16"),
-                                              ("inductor", "fp16")])
+                accuracy(results, args, ann, engines_arg(args.accuracy_engines))
         except Exception as exc:  # noqa: BLE001
             results.fail(f"section {section}", exc)
     (out / "results.md").write_text(markdown(results.data))
