@@ -75,6 +75,20 @@ class GraphModel:
         return [n for n in self.nodes if n.op == op]
 
 
+def model_files(path: str | os.PathLike) -> list[Path] | None:
+    """[model.json, *its shards] when `path` is a TF.js model (a model.json or a folder with one), else None."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.json"
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text()).get("weightsManifest", [])
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return [path]
+    return [path, *(path.parent / p for group in manifest for p in group.get("paths", []))]
+
+
 def load_graph_model(path: str | os.PathLike) -> GraphModel:
     """Read `path` (a ``model.json``, or the folder holding one) and every weight it names.
 

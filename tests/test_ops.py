@@ -28,6 +28,14 @@ def test_nms_keeps_best_of_overlaps_and_separate_boxes():
     assert sorted(batched_nms(boxes[:2], scores[:2], np.array([0, 1]), 0.5).tolist()) == [0, 1]
 
 
+def test_batched_nms_keeps_classes_apart_with_negative_coordinates():
+    # boxes off the top-left edge: an offset of class * max() would make classes overlap
+    boxes = np.array([[-50, -50, -10, -10], [-49, -49, -9, -9], [-40, -40, 0, 0]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert sorted(batched_nms(boxes, scores, np.array([0, 1, 2]), 0.5).tolist()) == [0, 1, 2]
+    assert batched_nms(boxes, scores, np.array([0, 0, 1]), 0.5).tolist() == [0, 2]
+
+
 def test_oks_matches_pycocotools(coco_annotations):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

@@ -135,3 +135,25 @@ def test_broken_files_fail_naming_file_and_expectation(tmp_path, corrupt, messag
 def test_missing_model_json(tmp_path):
     with pytest.raises(TfjsFormatError, match=f"no TF.js model at {tmp_path / 'model.json'}"):
         load_graph_model(tmp_path)
+
+
+def test_weights_spanning_several_shards(tmp_path):
+    # TF.js splits a group's bytes into 4 MB shards regardless of tensor boundaries.
+    source = MODELS / "movenet-lightning"
+    data = (source / "movenet-lightning.bin").read_bytes()
+    cuts = [0, 1_000_003, 3_333_333, len(data)]
+    names = [f"group1-shard{i + 1}of3.bin" for i in range(3)]
+    for name, start, end in zip(names, cuts, cuts[1:]):
+        (tmp_path / name).write_bytes(data[start:end])
+    doc = json.loads((source / "model.json").read_text())
+    doc["weightsManifest"][0]["paths"] = names
+    (tmp_path / "model.json").write_text(json.dumps(doc))
+    sharded = load_graph_model(tmp_path).weights
+    original = load_graph_model(source).weights
+    assert sharded.keys() == original.keys()
+    for name in original:
+        np.testing.assert_array_equal(sharded[name], original[name])
+    (tmp_path / names[1]).write_bytes(data[cuts[1]:cuts[2] - 4])
+    with pytest.raises(TfjsFormatError, match=r"group1-shard1of3\.bin, group1-shard2of3\.bin, group1-shard3of3\.bin "
+                                              r"hold in all 4,650,212 bytes, the manifest needs 4,650,216"):
+        load_graph_model(tmp_path)

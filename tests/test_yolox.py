@@ -250,6 +250,7 @@ def test_models_folder_lookup_prefers_onnx_then_pth(nano_pth, monkeypatch, tmp_p
         models.build("yolox-nano", download=False)  # no ONNX: the checkpoint is used
     (tmp_path / "yolox_nano.pth").write_bytes(nano_pth.read_bytes())
     assert models.build("yolox-nano", download=False).is_fused
+    assert models.build("yolox-nano", weights=tmp_path, download=False).is_fused  # an explicit folder
     (tmp_path / "yolox_nano.pth").unlink()
     with pytest.raises(registry.WeightsNotFound, match="yolox-nano-416.onnx"):
         models.build("yolox-nano", download=False)

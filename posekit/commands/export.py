@@ -42,4 +42,7 @@ def run(args: argparse.Namespace) -> int:
                          weights=args.weights, simplify=not args.no_slim)
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in report.max_abs_diff.items())
     print(f"wrote {report.path} (batch {report.batch}); max |onnx - torch| on the check image: {diffs}")
+    if report.fp16_rounding is not None:
+        change = ", ".join(f"{k} {v:.2g}" for k, v in report.fp16_rounding.items())
+        print(f"float16 weights change the outputs by at most: {change} (versus float32 weights)")
     return 0

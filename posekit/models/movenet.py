@@ -29,7 +29,7 @@ from torch import nn
 
 from posekit import registry
 from posekit.ops.movenet import DISTANCE_BIAS, cell_scale
-from posekit.tfjs import load_graph_model
+from posekit.tfjs import load_graph_model, model_files
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,8 @@ class MoveNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """images (B, 3, S, S) float32 RGB 0..255 -> (centre, heatmaps, regression, offsets), see OUTPUT_LAYOUT."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 32 or images.shape[3] % 32:
+            raise ValueError(f"expected (B, 3, H, W) RGB images with H and W multiples of 32, got {tuple(images.shape)}")
         x = (images - self.mean) * self.scale - 1.0
         x = F.relu6(self.stem(x))
         taps = {}
@@ -223,8 +225,10 @@ def tfjs_state_dict(model_json: str | os.PathLike) -> tuple[dict[str, torch.Tens
     if "Reshape" in weights and "truediv" in weights:
         state["mean"] = torch.from_numpy(weights["Reshape"].reshape(1, 3, 1, 1).copy())
         state["scale"] = torch.from_numpy(weights["truediv"].reshape(1, 3, 1, 1).copy())
-    (placeholder,) = graph.by_op("Placeholder") or [None]
-    shape = placeholder.attrs.get("shape") if placeholder is not None else None
+    placeholders = graph.by_op("Placeholder")
+    if len(placeholders) != 1:
+        raise ArchitectureMismatch(f"{graph.path}: MoveNet has one input, the graph has {len(placeholders)}")
+    shape = placeholders[0].attrs.get("shape")
     facts = {"path": graph.path, "input_shape": shape}
     return state, facts
 
@@ -271,7 +275,9 @@ def build_movenet(spec: registry.ModelSpec, weights: str | os.PathLike | None = 
     weights: a TF.js model.json (its .bin shards beside it) or a folder holding one; otherwise
     the registry's search order (POSEKIT_MODELS, cache, download) applies.
     """
-    paths = registry.find_weights(spec.name, path=weights, download=download)
+    # An explicit TF.js model (model.json, or its folder) names its own shards; otherwise the registry.
+    local = model_files(weights) if weights is not None else None
+    paths = local or registry.find_weights(spec.name, path=weights, download=download)
     model_json = next((p for p in paths if Path(p).suffix == ".json"), paths[0])
     state, facts = tfjs_state_dict(model_json)
     shape = facts["input_shape"]
@@ -285,6 +291,7 @@ def build_movenet(spec: registry.ModelSpec, weights: str | os.PathLike | None = 
     model = MoveNet(config)
     load_checked(model, state, model_json)
     model.input_size = want
+    model.source_files = [Path(p) for p in paths]
     model.eval()
     log.debug("built %s from %s (stem width %d)", spec.name, model_json, config.stem)
     return model

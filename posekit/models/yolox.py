@@ -355,7 +355,9 @@ def load_onnx(model: YOLOX, path: str | os.PathLike) -> YOLOX:
     conv_nodes = [n for n in graph.node if n.op_type == "Conv"]
 
     model.fuse()
-    convs = _convs_in_execution_order(model, _input_hw(graph, path))
+    _check_image_input(graph, path)
+    # Only the order of the convolutions matters, and it does not depend on the input size.
+    convs = _convs_in_execution_order(model, (64, 64))
     tensors: dict[str, torch.Tensor] = {}
     for index, (node, (name, conv)) in enumerate(zip(conv_nodes, convs)):
         where = f"{path}: Conv node {index} ({node.name or node.output[0]}) for {name} of {_describe(model)}"
@@ -385,17 +387,13 @@ def load_onnx(model: YOLOX, path: str | os.PathLike) -> YOLOX:
     return model
 
 
-def _input_hw(graph, path: Path) -> tuple[int, int]:
-    """The export's input height and width, or 416 x 416 when they are symbolic."""
+def _check_image_input(graph, path: Path) -> None:
     if len(graph.input) == 0:
-        raise YOLOXWeightsError(f"{path}: expected one image input, found none")
+        raise YOLOXWeightsError(f"{path}: expected one (B, 3, H, W) image input, found none")
     shape = graph.input[0].type.tensor_type.shape.dim
     if len(shape) != 4 or shape[1].dim_value not in (0, 3):
         found = [d.dim_value or d.dim_param for d in shape]
         raise YOLOXWeightsError(f"{path}: expected a (B, 3, H, W) image input, found {found}")
-    h, w = shape[2].dim_value, shape[3].dim_value
-    # Only the order of the convolutions matters here, so any size that divides by 32 will do.
-    return (h, w) if h and w else (416, 416)
 
 
 _PTH_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")

@@ -39,5 +39,8 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_
     boxes = np.asarray(boxes, np.float32)
     if boxes.size == 0:
         return np.zeros((0,), np.int64)
-    offset = (np.asarray(classes, np.float32) * (boxes.max() + 1.0))[:, None]
-    return nms(boxes + offset, scores, iou_threshold, max_det)
+    # Shift each class into its own region, far enough apart that no two classes overlap
+    # (the span covers boxes off the top/left edge, with negative coordinates, too).
+    span = float(boxes.max() - boxes.min()) + 1.0
+    offset = (np.asarray(classes, np.float32) * span)[:, None]
+    return nms(boxes - boxes.min() + offset, scores, iou_threshold, max_det)
