@@ -85,16 +85,17 @@ class PlainLoop:
         return people.replace(keypoints=np.concatenate(keypoints), keypoint_scores=np.concatenate(scores))
 
 
-def bench_pipeline(images: str | os.PathLike, ann: str | os.PathLike | None = None, estimator=None,
+def bench_pipeline(images: str | os.PathLike, ann: str | os.PathLike | None = None, estimators: dict | None = None,
                    plain: PlainLoop | None = None, repeat: int = 1, warmup: int = 2) -> dict:
-    """Time posekit's pipeline and the plain loop on the same image files, in one run.
+    """Time posekit's pipeline(s) and the plain loop on the same image files, in one run.
 
-    Both read and decode the files as part of the timed work. `repeat` passes over the folder
-    are timed (after `warmup` images each to load the engines); AP is computed on the first pass
-    when `ann` names COCO keypoint annotations for the images.
-    Returns {"images", "machine", "posekit": {...}, "plain": {...}, "speedup"}.
+    estimators: label -> PoseEstimator (default: {"posekit": PoseEstimator()}).
+    Every runner reads and decodes the files as part of the timed work. The passes alternate
+    between runners (plain, posekit, ..., plain, posekit, ...) so that a change in the machine's
+    load hits all of them alike; the fastest of `repeat` passes counts. AP is computed when
+    `ann` names COCO keypoint annotations for the images.
+    Returns {"images", "repeat", "machine", "plain": {...}, <label>: {..., "speedup"}}.
     """
-    import platform
     import time
 
     from posekit.evaluate import coco_eval, load_annotations
@@ -106,36 +107,46 @@ def bench_pipeline(images: str | os.PathLike, ann: str | os.PathLike | None = No
         raise FileNotFoundError(f"{folder}: no .jpg/.jpeg/.png images to benchmark")
     coco = load_annotations(ann) if ann is not None else None
     ids = {} if coco is None else {Path(im["file_name"]).name: im["id"] for im in coco.dataset["images"]}
-    if estimator is None:
+    if estimators is None:
         from posekit.pipeline import PoseEstimator
 
-        estimator = PoseEstimator()
+        estimators = {"posekit": PoseEstimator()}
     plain = plain or PlainLoop()
-
-    def run_posekit(ps):
-        return list(estimator.stream([str(p) for p in ps]))
 
     def run_plain(ps):
         return [plain(read_image(p)) for p in ps]
 
-    report: dict = {"images": len(paths), "repeat": repeat, "machine": _machine()}
-    for name, runner in (("plain", run_plain), ("posekit", run_posekit)):
+    def streamer(estimator):
+        return lambda ps: list(estimator.stream([str(p) for p in ps]))
+
+    runners = {"plain": run_plain, **{label: streamer(e) for label, e in estimators.items()}}
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
+    first: dict[str, list] = {}
+    for runner in runners.values():
         runner(paths[:warmup])
-        seconds, first = [], None
-        for _ in range(repeat):
-            t0 = time.perf_counter()
+    for _ in range(repeat):
+        for name, runner in runners.items():
+            t0, c0 = time.perf_counter(), time.process_time()
             out = runner(paths)
-            seconds.append(time.perf_counter() - t0)
-            first = first or out
-        best = min(seconds)
+            seconds[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)  # all threads of this process
+            first.setdefault(name, out)
+    report: dict = {"images": len(paths), "repeat": repeat, "machine": _machine()}
+    for name in runners:
+        best = min(seconds[name])
+        # CPU time per image says how much work each runner does, whatever else loads the machine.
         entry = {"images_per_s": round(len(paths) / best, 2), "seconds": round(best, 3),
-                 "people": int(sum(len(p) for p in first))}
+                 "cpu_ms_per_image": round(1000 * min(cpu[name]) / len(paths), 1),
+                 "people": int(sum(len(p) for p in first[name]))}
         if coco is not None:
-            results = [r for p, poses in zip(paths, first) if p.name in ids for r in poses_to_coco(poses, ids[p.name])]
+            results = [r for p, poses in zip(paths, first[name]) if p.name in ids
+                       for r in poses_to_coco(poses, ids[p.name])]
             stats, _ = coco_eval(coco, results, "keypoints")
             entry.update(AP=round(stats["AP"], 4), AP50=round(stats["AP50"], 4))
+        if name != "plain":
+            entry["speedup"] = round(entry["images_per_s"] / report["plain"]["images_per_s"], 2)
         report[name] = entry
-    report["speedup"] = round(report["posekit"]["images_per_s"] / report["plain"]["images_per_s"], 2)
     return report
 
 
@@ -144,5 +155,5 @@ def _machine() -> dict:
 
     import onnxruntime
 
-    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+    return {"load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}

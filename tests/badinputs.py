@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import struct
 import zlib
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import COCO_IMAGES, DEMO_VIDEO
 
@@ -84,3 +86,15 @@ IMAGE_CASES = {
     "truncated_jpeg": (False, r"cut\.jpg: truncated JPEG"),
     "huge": (False, r"huge\.png: image is 20000x20000 \(400 megapixels\), above the 100 megapixel limit"),
 }
+
+
+@contextlib.contextmanager
+def shared_models(tmp_path_factory):
+    """The same environment conftest's autouse fixture gives each test, for module-scoped
+    fixtures (which are set up before any function-scoped one)."""
+    from conftest import MODELS, _session_cache
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSEKIT_MODELS", str(MODELS))
+        mp.setenv("POSEKIT_CACHE", str(_session_cache(tmp_path_factory)))
+        yield

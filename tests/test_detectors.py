@@ -10,17 +10,20 @@ from posekit.detectors import Detector
 from posekit.ops.boxes import box_iou
 from posekit.registry import UnknownModel
 
+from badinputs import shared_models
 from conftest import COCO_IMAGES
 
 
 @pytest.fixture(scope="module")
-def rtmdet():
-    return Detector("rtmdet-nano-person")
+def rtmdet(tmp_path_factory):
+    with shared_models(tmp_path_factory):
+        yield Detector("rtmdet-nano-person")
 
 
 @pytest.fixture(scope="module")
-def yolox():
-    return Detector("yolox-nano", score_threshold=0.3)
+def yolox(tmp_path_factory):
+    with shared_models(tmp_path_factory):
+        yield Detector("yolox-nano", score_threshold=0.3)
 
 
 def _gt_people(coco_annotations, min_area):

@@ -11,13 +11,14 @@ from posekit.io import InputError
 from posekit.ops.oks import oks
 from posekit.pipeline import PERSON_SCORES, PoseEstimator
 
-from badinputs import GOOD_JPEG, make
+from badinputs import shared_models, GOOD_JPEG, make
 from conftest import COCO_ANN, COCO_IMAGES
 
 
 @pytest.fixture(scope="module")
-def estimator():
-    return PoseEstimator()
+def estimator(tmp_path_factory):
+    with shared_models(tmp_path_factory):
+        yield PoseEstimator()
 
 
 @pytest.fixture(scope="module")

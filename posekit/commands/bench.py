@@ -15,20 +15,26 @@ def _bench_pipeline(args: argparse.Namespace) -> dict:
     from posekit.baseline import bench_pipeline
     from posekit.pipeline import PoseEstimator
 
-    estimator = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers)
-    return bench_pipeline(args.images, args.ann, estimator, repeat=args.repeat)
+    estimators = {}
+    for threshold in args.det_threshold:
+        label = "posekit" if len(args.det_threshold) == 1 else f"posekit det>={threshold:g}"
+        estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
+                                          det_score_threshold=threshold)
+    return bench_pipeline(args.images, args.ann, estimators, repeat=args.repeat)
 
 
 def _print_pipeline(report: dict) -> None:
-    rows = [("", "images/s", "AP", "AP50", "people")]
-    for name in ("plain", "posekit"):
+    names = [k for k, v in report.items() if isinstance(v, dict) and "images_per_s" in v]
+    rows = [("", "images/s", "speed-up", "CPU ms/image", "AP", "AP50", "people")]
+    for name in names:
         r = report[name]
-        rows.append((name, f"{r['images_per_s']:.2f}", f"{r.get('AP', float('nan')):.3f}",
+        rows.append((name, f"{r['images_per_s']:.2f}", f"{r.get('speedup', 1.0):.2f}x", f"{r['cpu_ms_per_image']:.0f}",
+                     f"{r.get('AP', float('nan')):.3f}",
                      f"{r.get('AP50', float('nan')):.3f}", str(r["people"])))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-    print(f"speed-up {report['speedup']:.2f}x on {report['images']} images x {report['repeat']}; {report['machine']}")
+    print(f"{report['images']} images, fastest of {report['repeat']} passes each; {report['machine']}")
 
 
 def _bench_engines(args: argparse.Namespace) -> dict:
@@ -67,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det", default="rtmdet-nano-person", help="posekit's detector (default %(default)s)")
     p.add_argument("--pose", default="movenet-thunder", help="posekit's pose model (default %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="posekit's worker threads (default %(default)s)")
+    p.add_argument("--det-threshold", type=float, nargs="+", default=[0.2], metavar="T",
+                   help="posekit's detector score threshold; several values time one posekit row each "
+                        "(0.3 gives posekit the plain loop's boxes; default %(default)s)")
     engines = p.add_argument_group("--stage det / pose (engines on real crops / frames cut from --images)")
     engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
     engines.add_argument("--backends", default="onnxruntime",

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pose", default="movenet-thunder",
                    help="pose model (registry name; movenet-lightning is faster; default %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
-    p.add_argument("--batch", type=int, default=32, help="most person crops per pose-model call (default %(default)s)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="most person crops per pose-model call (default: 2 on the CPU, where bigger batches are slower, 32 on a GPU)")
     p.add_argument("--det-threshold", type=float, default=0.2,
                    help="drop detector boxes scoring below this (default %(default)s)")
     p.add_argument("--oks-threshold", type=float, default=0.8,
