@@ -56,9 +56,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pipeline-frames", type=int, default=1024, help="frames through the whole pipeline per run")
     p.add_argument("--frames-per-batch", type=int, default=64)
     p.add_argument("--repeat", type=int, default=30)
-    p.add_argument("--sections", default="a,b,c,d", help="which sections to run, in this order")
-    p.add_argument("--pose-engines", default="torch:fp32,inductor:fp16,inductor:bf16",
+    p.add_argument("--sections", default="a,b,c,d,e", help="which sections to run, in this order")
+    p.add_argument("--pose-engines", default="torch:fp32,inductor:fp16",
                    help="BACKEND:PRECISION list for (a); the first is the reference")
+    p.add_argument("--late-pose-engines", default="inductor:bf16",
+                   help="BACKEND:PRECISION list for section e (pose stage, run last: BF16 is the lower priority)")
+    p.add_argument("--engine-budget", type=float, default=150.0,
+                   help="seconds one engine may spend over all its batch sizes (compile included) before "
+                        "its remaining sizes are skipped; the sizes run in order 1, largest, then the rest")
     p.add_argument("--pipeline-engines", default="torch:fp32,inductor:fp16", help="BACKEND:PRECISION list for (b)")
     p.add_argument("--det-engines", default="torch:fp32,inductor:fp16", help="BACKEND:PRECISION list for (c)")
     p.add_argument("--accuracy-engines", default="torch:fp32,torch:fp16,torch:bf16,inductor:fp16",
@@ -135,10 +140,16 @@ def stage(results: Results, args, stage_name: str, model: str, batches: list[int
             results.fail(label, exc)
             continue
         compile_seconds = 0.0
-        for b in batches:
+        engine_start = time.perf_counter()
+        # the targets first: batch 1 (latency) and the largest (throughput), then the rest
+        order = list(dict.fromkeys([min(batches), max(batches), *batches]))
+        for b in order:
             if remaining(args.budget) < 30:
                 results.skip(f"{label} batch {b}", "budget")
                 break
+            if time.perf_counter() - engine_start > args.engine_budget:
+                results.skip(f"{label} batch {b}", f"engine budget of {args.engine_budget:.0f}s spent")
+                continue
             try:
                 x = torch.from_numpy(tile(inputs, b)).to(args.device)
                 t0 = time.perf_counter()
@@ -159,8 +170,12 @@ def stage(results: Results, args, stage_name: str, model: str, batches: list[int
         del engine
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
-    for row in add_speedups(rows):
+    rank = {pair: i for i, pair in enumerate(engines)}
+    rows.sort(key=lambda r: (rank[(r["backend"], r["precision"])], r["batch"]))
+    for row in rows:
         results.add(stage_name, row)
+    add_speedups(results.data[stage_name])  # over the first engine measured in this stage (eager FP32)
+    results.save()
 
 
 _NVML = []
@@ -376,6 +391,8 @@ def main() -> int:
             elif section == "c":
                 stage(results, args, "det", "yolox-nano", [b for b in (1, 8, 32, 64) if b <= max(batches)],
                       engines_arg(args.det_engines), frames)
+            elif section == "e":
+                stage(results, args, "pose", "movenet-thunder", batches, engines_arg(args.late_pose_engines), crops)
             elif section == "d":
                 accuracy(results, args, ann, engines_arg(args.accuracy_engines))
         except Exception as exc:  # noqa: BLE001
