@@ -77,14 +77,6 @@ class ArrayCalibrationReader:
         self._next = 0
 
 
-def first_and_last_nodes(model_path: str | os.PathLike, op_types: Sequence[str] = ("Conv",), count: int = 1) -> tuple[str, ...]:
-    """Names of the first and last `count` nodes of `op_types` in graph order (kept in float)."""
-    import onnx
-
-    nodes = [n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node if n.op_type in op_types]
-    return tuple(dict.fromkeys(nodes[:count] + nodes[-count:]))
-
-
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear need the `axis` attribute (opset 13)
 
 

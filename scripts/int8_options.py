@@ -19,7 +19,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from posekit import registry  # noqa: E402
 from posekit.build import annotations_path, source_onnx  # noqa: E402
 from posekit.compare import _keypoint_error, real_inputs, run_batched  # noqa: E402
 from posekit.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402

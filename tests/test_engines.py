@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from posekit import registry
 from posekit.compare import make_engine, real_inputs, run_batched
 from posekit.engines import BackendUnavailable, engine_class, load_engine
 from posekit.engines.inductor import AOTInductorEngine, InductorEngine, compile_aoti, padded_batch
