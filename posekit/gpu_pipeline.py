@@ -10,7 +10,8 @@ Steps (all batched, all torch):
   person_boxes      raw YOLOX (B, N, 85) -> fixed-size (B, D, 4) boxes, (B, D) scores, valid mask,
                     by YOLOX's rule (label = best class, person when label 0) and Cluster-NMS,
                     which gives exactly greedy NMS's result with matrix operations only
-  crop_people       grid_sample crops (M, 3, P, P), the same windows as posekit.ops.crop
+  crop_people       grid_sample crops (M, 3, P, P) of all frames at once (frames as a volume's
+                    depth: no per-crop copy of a frame), the same windows as posekit.ops.crop
   MoveNet + decode_movenet_torch -> keypoints in crop pixels -> image pixels
 """
 
@@ -116,19 +117,27 @@ def crop_windows(boxes: torch.Tensor, size: tuple[int, int], scale: float = 1.25
     return scales, origins
 
 
-def crop_people(images: torch.Tensor, frame_index: torch.Tensor, scales: torch.Tensor, origins: torch.Tensor,
+def crop_people(volume: torch.Tensor, frame_index: torch.Tensor, scales: torch.Tensor, origins: torch.Tensor,
                 size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear crops by grid_sample. images (B, 3, H, W) float; returns (M, 3, h, w), 0 outside."""
+    """Bilinear crops of many frames in one grid_sample call, without copying a frame per crop.
+
+    volume: (C, B, H, W) float, the B frames stacked as the depth of a volume; each crop samples
+    the plane of its frame (z at that plane's centre, so the trilinear weights of the other planes
+    are zero). Returns (M, C, h, w); outside the image is 0.
+    """
     out_h, out_w = size
-    _, _, h, w = images.shape
-    px = (torch.arange(out_w, device=images.device, dtype=torch.float32) + 0.5)
-    py = (torch.arange(out_h, device=images.device, dtype=torch.float32) + 0.5)
+    _, b, h, w = volume.shape
+    px = (torch.arange(out_w, device=volume.device, dtype=torch.float32) + 0.5)
+    py = (torch.arange(out_h, device=volume.device, dtype=torch.float32) + 0.5)
     x = px[None, :] * scales[:, None] + origins[:, 0:1]  # (M, w) image continuous coordinates
     y = py[None, :] * scales[:, None] + origins[:, 1:2]  # (M, h)
-    gx = (2 * x / w - 1)[:, None, :].expand(-1, out_h, -1)
-    gy = (2 * y / h - 1)[:, :, None].expand(-1, -1, out_w)
-    grid = torch.stack([gx, gy], dim=-1).to(images.dtype)
-    return F.grid_sample(images[frame_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    m = x.shape[0]
+    gx = (2 * x / w - 1)[:, None, :].expand(m, out_h, out_w)
+    gy = (2 * y / h - 1)[:, :, None].expand(m, out_h, out_w)
+    gz = ((2 * frame_index.float() + 1) / b - 1)[:, None, None].expand(m, out_h, out_w)
+    grid = torch.stack([gx, gy, gz], dim=-1)[None].to(volume.dtype)  # (1, M, h, w, 3)
+    out = F.grid_sample(volume[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[0].permute(1, 0, 2, 3)  # (M, C, h, w)
 
 
 class GpuPosePipeline:
@@ -186,9 +195,9 @@ class GpuPosePipeline:
             k = 17
             return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
                     "keypoints": boxes.new_zeros((0, k, 2)), "keypoint_scores": boxes.new_zeros((0, k))}
-        images = frames.permute(0, 3, 1, 2).flip(1).to(self.dtype)  # MoveNet: RGB 0..255
+        volume = frames.permute(3, 0, 1, 2).flip(0).to(self.dtype)  # (3, B, H, W); MoveNet: RGB 0..255
         s, origins = crop_windows(boxes, pose_size, self.crop_scale)
-        crops = crop_people(images, frame_index, s, origins, pose_size)
+        crops = crop_people(volume, frame_index, s, origins, pose_size)
         heads = self.pose_engine(crops)
         keypoints, kp_scores = decode_movenet_torch(*heads, input_size=pose_size)
         keypoints = keypoints * s[:, None, None] + origins[:, None, :]

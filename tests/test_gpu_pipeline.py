@@ -57,8 +57,9 @@ def test_grid_sample_crops_match_affine_crop(frame, box):
     scales, origins = crop_windows(torch.from_numpy(boxes), (256, 256), 1.25)
     np.testing.assert_allclose(scales.numpy(), transform.scales, rtol=1e-6)
     np.testing.assert_allclose(origins.numpy(), transform.origins, atol=1e-3)
-    image = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
-    got = crop_people(image, torch.zeros(1, dtype=torch.long), scales, origins, (256, 256))
+    blank = np.zeros_like(frame)
+    volume = torch.from_numpy(np.stack([blank, frame, blank])).permute(3, 0, 1, 2).float()  # crop frame 1 of 3
+    got = crop_people(volume, torch.ones(1, dtype=torch.long), scales, origins, (256, 256))
     diff = np.abs(got[0].permute(1, 2, 0).numpy() - want[0].astype(np.float32))
     assert diff.mean() < 1.0 and np.percentile(diff, 99) < 10
 
