@@ -14,6 +14,8 @@ from importlib import import_module
 # subcommand -> (module under posekit.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the registered networks, their sources, licences and files"),
+    "build": ("build", "build an engine (ONNX Runtime INT8, AOTInductor, TensorRT) once and cache it"),
+    "compare": ("compare", "per-output error and AP of engines and precisions against the torch reference"),
     "infer": ("infer", "find people and their keypoints in images, folders and videos"),
     "eval": ("eval", "COCO keypoint AP on an annotated image folder"),
     "track": ("track", "track people through videos: JSON Lines, PoseTrack JSON, rendered video"),

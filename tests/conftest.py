@@ -45,3 +45,12 @@ def coco_annotations() -> dict:
 @pytest.fixture(scope="session")
 def coco_image_paths() -> list[Path]:
     return sorted(COCO_IMAGES.glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def shared_env(tmp_path_factory):
+    """The autouse environment, for session-scoped fixtures (which are set up before it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSEKIT_MODELS", str(MODELS))
+        mp.setenv("POSEKIT_CACHE", str(_session_cache(tmp_path_factory)))
+        yield

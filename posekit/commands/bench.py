@@ -37,9 +37,29 @@ def _print_pipeline(report: dict) -> None:
     print(f"{report['images']} images, fastest of {report['repeat']} passes each; {report['machine']}")
 
 
+def _bench_engines(args: argparse.Namespace) -> dict:
+    from posekit.benchmark import run_stage_benchmark
+
+    if args.ann is None:
+        raise ValueError(f"--stage {args.stage} cuts its inputs from annotated images: pass --ann")
+    options = {"onnxruntime": {"threads": args.threads}} if args.threads else {}
+    rows = run_stage_benchmark(args.stage, args.model, args.backends.split(","), args.precisions.split(","),
+                               [int(b) for b in args.batches.split(",")], args.device, args.ann,
+                               repeat=args.repeat_calls, engine_options=options)
+    return {"rows": rows}
+
+
+def _print_engines(report: dict) -> None:
+    from posekit.benchmark import format_table
+
+    print(format_table(report["rows"]))
+
+
 # stage -> (run(args) -> report, print(report)); other stages register here.
 STAGES = {
     "pipeline": (_bench_pipeline, _print_pipeline),
+    "det": (_bench_engines, _print_engines),
+    "pose": (_bench_engines, _print_engines),
 }
 
 
@@ -56,6 +76,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det-threshold", type=float, nargs="+", default=[0.2], metavar="T",
                    help="posekit's detector score threshold; several values time one posekit row each "
                         "(0.3 gives posekit the plain loop's boxes; default %(default)s)")
+    engines = p.add_argument_group("--stage det / pose (engines on real crops / frames cut from --images)")
+    engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
+    engines.add_argument("--backends", default="onnxruntime",
+                         help="comma-separated BACKEND[:PRECISION]; the first is the reference (default %(default)s)")
+    engines.add_argument("--precisions", default="fp32", help="for backends given without one (default %(default)s)")
+    engines.add_argument("--batches", default="1,8", help="batch sizes (default %(default)s)")
+    engines.add_argument("--device", default="cpu")
+    engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    engines.add_argument("--repeat-calls", type=int, default=20, help="timed calls per row; the median counts")
+    engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
+    engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch (needs matplotlib)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,4 +102,12 @@ def run(args: argparse.Namespace) -> int:
     print_stage(report)
     if args.json:
         write_json(args.json, report)
+    if getattr(args, "csv", None) and "rows" in report:
+        from posekit.benchmark import write_csv
+
+        write_csv(report["rows"], args.csv)
+    if getattr(args, "plot", None) and "rows" in report:
+        from posekit.benchmark import write_plot
+
+        write_plot(report["rows"], args.plot)
     return 0

@@ -16,6 +16,10 @@ import numpy as np
 # backend name -> (module, class, the pip requirement that provides its runtime)
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "onnxruntime": ("posekit.engines.onnxruntime", "OnnxRuntimeEngine", "onnxruntime"),
+    "torch": ("posekit.engines.torch_eager", "TorchEagerEngine", "torch"),
+    "inductor": ("posekit.engines.inductor", "InductorEngine", "torch"),
+    "aotinductor": ("posekit.engines.inductor", "AOTInductorEngine", "torch"),
+    "tensorrt": ("posekit.engines.tensorrt", "TensorRTEngine", "tensorrt"),
 }
 
 

@@ -1,0 +1,176 @@
+"""PyTorch Inductor engines: `torch.compile` (JIT, per-batch-size static graphs, CUDA graphs) and
+AOTInductor packages (`.pt2`, compiled ahead of time, loaded without recompiling).
+
+`InductorEngine` compiles the module once per batch size in `batch_sizes` with dynamic=False
+(static shapes give Inductor its best kernels and let CUDA graphs replay), and pads a request of
+n items up to the next size in the set; a request larger than the largest size is split. On
+CUDA, mode "max-autotune" tunes GEMM/conv choices and captures CUDA graphs; on the CPU the
+default mode is used (max-autotune's CPU templates take minutes to tune).
+
+Called with numpy arrays they return numpy float32 arrays; called with torch tensors (CUDA
+tensors for a GPU engine) they return tensors on the device in the engine's dtype, which stay
+valid after the next call (outputs of CUDA-graph replays are cloned out of the graph's pool).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from posekit.engines import TensorSpec
+from posekit.engines.torch_eager import TorchEagerEngine, as_output_list, to_device_inputs, to_numpy, torch_dtype
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def default_mode(device: torch.device) -> str:
+    return "max-autotune" if device.type == "cuda" else "default"
+
+
+def _raise_recompile_limit(n: int) -> None:
+    """Each static batch size is one more dynamo cache entry for the module's forward."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < n:
+            setattr(dynamo_config, name, n)
+
+
+def padded_batch(n: int, sizes: Sequence[int]) -> int:
+    """The smallest size in `sizes` (sorted) holding n items; the largest size when none does."""
+    i = bisect.bisect_left(sizes, n)
+    return sizes[min(i, len(sizes) - 1)]
+
+
+class InductorEngine(TorchEagerEngine):
+    """A torch module compiled by Inductor, one static graph per batch size.
+
+    precision:   "fp16" / "bf16" (the GPU targets) or "fp32"
+    batch_sizes: the static batch sizes compiled; requests are padded up to the next one
+    mode:        torch.compile mode; None picks "max-autotune" on CUDA (CUDA graphs included)
+                 and "default" on the CPU
+    """
+
+    backend = "inductor"
+
+    def __init__(self, module: Any, device: str = "cpu", precision: str = "fp32",
+                 batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, mode: str | None = None,
+                 channels_last: bool = True, inputs: Sequence[TensorSpec] = (), output_names: Sequence[str] = (),
+                 metadata: dict[str, str] | None = None) -> None:
+        super().__init__(module, device=device, precision=precision, channels_last=channels_last,
+                         inputs=inputs, output_names=output_names, metadata=metadata)
+        if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+            raise ValueError(f"expected batch sizes >= 1, got {list(batch_sizes)}")
+        self.batch_sizes = tuple(sorted({int(b) for b in batch_sizes}))
+        self.mode = mode or default_mode(self.device)
+        self.cuda_graphs = self.device.type == "cuda" and self.mode in ("max-autotune", "reduce-overhead")
+        _raise_recompile_limit(len(self.batch_sizes) + 8)
+        self.compiled = torch.compile(self.module, mode=self.mode, dynamic=False)
+
+    def warmup(self, sample_shape: Sequence[int], dtype: torch.dtype | None = None, runs: int = 2) -> None:
+        """Compile (and capture) every batch size now, from one item's shape, e.g. (3, 256, 256)."""
+        dtype = dtype or self.dtype
+        for b in self.batch_sizes:
+            x = torch.zeros((b, *sample_shape), dtype=dtype, device=self.device)
+            for _ in range(runs):
+                self.forward([x])
+        self.synchronize()
+
+    def _run_static(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        n = tensors[0].shape[0]
+        b = padded_batch(n, self.batch_sizes)
+        if b != n:
+            tensors = [torch.cat([t, t.new_zeros((b - n, *t.shape[1:]))]) if t.dim() else t for t in tensors]
+            if self.channels_last:
+                tensors = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in tensors]
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        out = as_output_list(self.compiled(*tensors))
+        # Slice off the padding; clone so that the next CUDA-graph replay cannot overwrite it.
+        return [o[:n].clone() if self.cuda_graphs or b != n else o for o in out]
+
+    def forward(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        n = tensors[0].shape[0]
+        largest = self.batch_sizes[-1]
+        with torch.inference_mode():
+            if n <= largest:
+                return self._run_static(tensors)
+            parts = [self._run_static([t[i : i + largest] for t in tensors]) for i in range(0, n, largest)]
+            return [torch.cat(chunk) for chunk in zip(*parts)]
+
+
+def compile_aoti(module: torch.nn.Module, sample: torch.Tensor, package_path: str | os.PathLike,
+                 precision: str = "fp32", device: str = "cpu", batch_range: tuple[int, int] = (1, 256),
+                 channels_last: bool = False) -> Path:
+    """Export `module` with a dynamic batch axis and compile it into an AOTInductor package.
+
+    sample: one example input batch (its non-batch shape is fixed in the package).
+    The package is written to a temporary name and renamed, so a crash leaves no half file.
+    """
+    dev = torch.device(device)
+    dtype = torch_dtype(precision)
+    module = module.eval().to(dev, dtype)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    sample = sample.to(dev, dtype)
+    low, high = batch_range
+    batch = torch.export.Dim("batch", min=max(1, low), max=max(high, 2))
+    if sample.shape[0] < 2:  # a batch of 1 would let export specialise the axis to 1
+        sample = sample.expand(2, *sample.shape[1:]).contiguous()
+    with torch.inference_mode():
+        exported = torch.export.export(module, (sample,), dynamic_shapes=({0: batch},))
+    path = Path(package_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
+    try:
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class AOTInductorEngine:
+    """An AOTInductor package (`.pt2`, from `compile_aoti`) loaded and run; no compilation at load.
+
+    precision must match the one the package was compiled with (inputs are cast to it).
+    """
+
+    backend = "aotinductor"
+
+    def __init__(self, package: str | os.PathLike, device: str = "cpu", precision: str = "fp32",
+                 inputs: Sequence[TensorSpec] = (), output_names: Sequence[str] = (),
+                 metadata: dict[str, str] | None = None) -> None:
+        import torch._inductor
+
+        self.path = Path(package)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no AOTInductor package at {self.path}")
+        self.device = torch.device(device)
+        self.precision = precision
+        self.dtype = torch_dtype(precision)
+        self.runner = torch._inductor.aoti_load_package(str(self.path))
+        self.inputs = tuple(inputs)
+        self.output_names = tuple(output_names)
+        self.metadata = dict(metadata or {})
+
+    def __call__(self, *arrays: Any) -> list[Any]:
+        tensors, from_numpy = to_device_inputs(arrays, self.device, self.dtype)
+        with torch.inference_mode():
+            out = as_output_list(self.runner(*tensors))
+        return to_numpy(out) if from_numpy else out
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __repr__(self) -> str:
+        return f"AOTInductorEngine({self.path}, device={str(self.device)!r}, precision={self.precision!r})"

@@ -1,0 +1,270 @@
+"""The whole pipeline on the GPU: letterbox, YOLOX detector, NMS, person crops, MoveNet, decode.
+
+Frames are decoded on CPU threads; everything after the upload of the uint8 frames runs on the
+device, crops of all frames in a chunk go through the pose model as one batch, and only the
+keypoints (and boxes) come back to the host. Each step is a plain torch function, so the same
+code runs on device="cpu" in fp32 (that is how it is tested against the ONNX pipeline).
+
+Steps (all batched, all torch):
+  letterbox_torch   (B, H, W, 3) uint8 -> (B, 3, S, S) float, resized bilinear, padded 114 right/bottom
+  person_boxes      raw YOLOX (B, N, 85) -> fixed-size (B, D, 4) boxes, (B, D) scores, valid mask,
+                    by YOLOX's rule (label = best class, person when label 0) and Cluster-NMS,
+                    which gives exactly greedy NMS's result with matrix operations only
+  crop_people       grid_sample crops (M, 3, P, P) of all frames at once (frames as a volume's
+                    depth: no per-crop copy of a frame), the same windows as posekit.ops.crop
+  MoveNet + decode_movenet_torch -> keypoints in crop pixels -> image pixels
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from posekit import registry
+from posekit.structures import Poses
+
+log = logging.getLogger(__name__)
+
+PAD_VALUE = 114.0
+
+
+def letterbox_torch(frames: torch.Tensor, size: tuple[int, int], pad_value: float = PAD_VALUE,
+                    dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, float]:
+    """(B, H, W, 3) uint8 frames (all one size) -> ((B, 3, h, w) `dtype` 0..255, scale).
+
+    input_xy = image_xy * scale, as posekit.ops.crop.letterbox (padding right and bottom).
+    """
+    b, h, w, _ = frames.shape
+    out_h, out_w = size
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    x = frames.permute(0, 3, 1, 2).to(dtype)
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x.float(), size=(new_h, new_w), mode="bilinear", align_corners=False).to(dtype)
+    out = torch.full((b, 3, out_h, out_w), pad_value, dtype=dtype, device=frames.device)
+    out[:, :, :new_h, :new_w] = x
+    return out, new_w / w
+
+
+def box_iou_torch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., N, 4) x (..., M, 4) xyxy -> (..., N, M) IoU."""
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    union = area_a[..., :, None] + area_b[..., None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-9), torch.zeros_like(inter))
+
+
+def cluster_nms(boxes: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor, iou_threshold: float,
+                max_iterations: int = 64) -> torch.Tensor:
+    """Greedy NMS for a batch, with matrix operations (Cluster-NMS, Zheng et al. 2021).
+
+    boxes (B, K, 4), scores (B, K) sorted high to low, valid (B, K) bool (candidates) -> keep (B, K).
+    Iterating "keep j unless a kept, higher-scored box overlaps it" from all-kept converges to
+    the greedy result; the loop stops when the mask no longer changes.
+    """
+    iou = box_iou_torch(boxes.float(), boxes.float()).triu(diagonal=1)  # iou[i, j], i scored above j
+    iou = iou * valid[..., :, None] * valid[..., None, :]
+    keep = valid.clone()
+    for _ in range(max_iterations):
+        suppressed = (iou * keep[..., :, None]).amax(dim=-2) > iou_threshold
+        new_keep = valid & ~suppressed
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def person_boxes(raw: torch.Tensor, input_size: tuple[int, int], score_threshold: float = 0.3,
+                 iou_threshold: float = 0.65, max_det: int = 32, pre_nms: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw YOLOX (B, N, 5 + C) -> person boxes (B, D, 4) input pixels, scores (B, D), valid (B, D).
+
+    As posekit.ops.yolox.postprocess_yolox: label = the best class, score = objectness x that
+    class's score, a person when the label is 0 and the score >= score_threshold; then NMS.
+    """
+    from posekit.models.yolox import decode_yolox_torch
+
+    boxes, scores = decode_yolox_torch(raw.float(), input_size=input_size)
+    best, labels = scores.max(dim=-1)
+    person = torch.where((labels == 0) & (best >= score_threshold), best, torch.zeros_like(best))
+    k = min(pre_nms, person.shape[1])
+    top, index = person.topk(k, dim=1)  # sorted high to low
+    cand = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+    keep = cluster_nms(cand, top, top > 0, iou_threshold)
+    d = min(max_det, k)
+    kept_scores, order = torch.where(keep, top, torch.full_like(top, -1.0)).topk(d, dim=1)
+    out_boxes = cand.gather(1, order[..., None].expand(-1, -1, 4))
+    return out_boxes, kept_scores.clamp(min=0), kept_scores > 0
+
+
+def crop_windows(boxes: torch.Tensor, size: tuple[int, int], scale: float = 1.25) -> tuple[torch.Tensor, torch.Tensor]:
+    """As posekit.ops.crop.crop_regions: (M, 4) boxes -> scales (M,), origins (M, 2); image = crop * s + origin."""
+    out_h, out_w = size
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    bw = (boxes[:, 2] - boxes[:, 0]).clamp(min=1.0)
+    bh = (boxes[:, 3] - boxes[:, 1]).clamp(min=1.0)
+    win_w = torch.maximum(bw, bh * out_w / out_h) * scale
+    scales = win_w / out_w
+    origins = centre - torch.stack([win_w, scales * out_h], 1) / 2
+    return scales, origins
+
+
+def crop_people(volume: torch.Tensor, frame_index: torch.Tensor, scales: torch.Tensor, origins: torch.Tensor,
+                size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear crops of many frames in one grid_sample call, without copying a frame per crop.
+
+    volume: (C, B, H, W) float, the B frames stacked as the depth of a volume; each crop samples
+    the plane of its frame (z at that plane's centre, so the trilinear weights of the other planes
+    are zero). Returns (M, C, h, w); outside the image is 0.
+    """
+    out_h, out_w = size
+    _, b, h, w = volume.shape
+    px = (torch.arange(out_w, device=volume.device, dtype=torch.float32) + 0.5)
+    py = (torch.arange(out_h, device=volume.device, dtype=torch.float32) + 0.5)
+    x = px[None, :] * scales[:, None] + origins[:, 0:1]  # (M, w) image continuous coordinates
+    y = py[None, :] * scales[:, None] + origins[:, 1:2]  # (M, h)
+    m = x.shape[0]
+    gx = (2 * x / w - 1)[:, None, :].expand(m, out_h, out_w)
+    gy = (2 * y / h - 1)[:, :, None].expand(m, out_h, out_w)
+    gz = ((2 * frame_index.float() + 1) / b - 1)[:, None, None].expand(m, out_h, out_w)
+    grid = torch.stack([gx, gy, gz], dim=-1)[None].to(volume.dtype)  # (1, M, h, w, 3)
+    out = F.grid_sample(volume[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[0].permute(1, 0, 2, 3)  # (M, C, h, w)
+
+
+class GpuPosePipeline:
+    """YOLOX + MoveNet, all on `device`.
+
+    backend:   "torch" (eager) or "inductor" (torch.compile, static batch sizes, CUDA graphs)
+    precision: "fp32", "fp16" or "bf16" for both networks (decode and NMS run in fp32)
+    ``pipeline(frames)``: a list of (H, W, 3) uint8 BGR frames of one size (or a (B, H, W, 3)
+    uint8 tensor) -> one `Poses` per frame, in image pixels.
+    """
+
+    def __init__(self, det: str = "yolox-nano", pose: str = "movenet-thunder", device: str = "cuda",
+                 backend: str = "torch", precision: str = "fp32", det_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
+                 pose_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256), score_threshold: float = 0.3,
+                 iou_threshold: float = 0.65, max_det: int = 32, crop_scale: float = 1.25, mode: str | None = None) -> None:
+        from posekit.engines import engine_class
+        from posekit.models import build
+
+        self.device = torch.device(device)
+        self.det_spec, self.pose_spec = registry.get(det), registry.get(pose)
+        if self.det_spec.family != "yolox" or self.pose_spec.family != "movenet":
+            raise ValueError(f"the GPU pipeline runs a YOLOX detector and a MoveNet pose model, got {det} and {pose}")
+        cls = engine_class(backend)
+        options: dict[str, Any] = {}
+        if backend == "inductor":
+            options = {"mode": mode}
+        self.det_engine = cls(build(det), device=device, precision=precision,
+                              **({**options, "batch_sizes": det_batch_sizes} if options else {}))
+        self.pose_engine = cls(build(pose), device=device, precision=precision,
+                               **({**options, "batch_sizes": pose_batch_sizes} if options else {}))
+        self.dtype = self.pose_engine.dtype
+        self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
+        self.max_det, self.crop_scale = max_det, crop_scale
+
+    def warmup(self, frame_shape: tuple[int, int]) -> None:
+        """Compile every batch size now (Inductor), from the frame size (H, W)."""
+        for engine, spec in ((self.det_engine, self.det_spec), (self.pose_engine, self.pose_spec)):
+            if hasattr(engine, "warmup"):
+                engine.warmup((3, *spec.input_size))
+
+    @torch.inference_mode()
+    def run_device(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, H, W, 3) uint8 on the device -> tensors on the device: boxes (M, 4), box_scores (M,),
+        frame_index (M,), keypoints (M, 17, 2), keypoint_scores (M, 17), all image pixels."""
+        from posekit.models.movenet import decode_movenet_torch
+
+        det_size, pose_size = self.det_spec.input_size, self.pose_spec.input_size
+        x, ratio = letterbox_torch(frames, det_size, dtype=self.dtype)  # YOLOX: BGR 0..255
+        raw = self.det_engine(x)[0]
+        boxes, scores, valid = person_boxes(raw, det_size, self.score_threshold, self.iou_threshold, self.max_det)
+        frame_index, slot = valid.nonzero(as_tuple=True)
+        boxes = boxes[frame_index, slot] / ratio
+        scores = scores[frame_index, slot]
+        if boxes.shape[0] == 0:
+            k = 17
+            return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
+                    "keypoints": boxes.new_zeros((0, k, 2)), "keypoint_scores": boxes.new_zeros((0, k))}
+        volume = frames.permute(3, 0, 1, 2).flip(0).to(self.dtype)  # (3, B, H, W); MoveNet: RGB 0..255
+        s, origins = crop_windows(boxes, pose_size, self.crop_scale)
+        crops = crop_people(volume, frame_index, s, origins, pose_size)
+        heads = self.pose_engine(crops)
+        keypoints, kp_scores = decode_movenet_torch(*heads, input_size=pose_size)
+        keypoints = keypoints * s[:, None, None] + origins[:, None, :]
+        return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
+                "keypoints": keypoints, "keypoint_scores": kp_scores}
+
+    def __call__(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
+        if not isinstance(frames, torch.Tensor):
+            shapes = {f.shape for f in frames}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+                raise ValueError(f"expected frames of one (H, W, 3) uint8 shape, got {sorted(shapes)}")
+            frames = torch.from_numpy(np.stack(frames))
+        n = frames.shape[0]
+        frames = frames.to(self.device, non_blocking=True)
+        out = {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+               for k, v in self.run_device(frames).items()}
+        return split_poses(out, n)
+
+    def stream(self, frames: Iterable[np.ndarray], frames_per_batch: int = 16, prefetch: int = 4) -> Iterator[Poses]:
+        """Poses per frame, in order; frames are pulled (decoded) and stacked on a CPU thread,
+        uploaded from pinned memory, while the device works on the previous chunk."""
+        pinned = self.device.type == "cuda"
+        for chunk in _stacked_chunks(frames, frames_per_batch, prefetch, pinned):
+            yield from self(chunk)
+
+
+def split_poses(out: dict[str, np.ndarray], frames: int) -> list[Poses]:
+    result = []
+    for i in range(frames):
+        m = out["frame_index"] == i
+        result.append(Poses(boxes=out["boxes"][m], box_scores=out["box_scores"][m], keypoints=out["keypoints"][m],
+                            keypoint_scores=out["keypoint_scores"][m]))
+    return result
+
+
+_DONE = object()
+
+
+def _stacked_chunks(frames: Iterable[np.ndarray], size: int, depth: int, pinned: bool) -> Iterator[torch.Tensor]:
+    """Chunks of `size` frames as (B, H, W, 3) uint8 tensors (pinned when asked), made on a thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            chunk: list[np.ndarray] = []
+            for frame in frames:
+                chunk.append(frame)
+                if len(chunk) == size:
+                    q.put(_stack(chunk, pinned))
+                    chunk = []
+            if chunk:
+                q.put(_stack(chunk, pinned))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            failure.append(exc)
+        finally:
+            q.put(_DONE)
+
+    thread = threading.Thread(target=work, name="posekit-decode", daemon=True)
+    thread.start()
+    while (item := q.get()) is not _DONE:
+        yield item
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _stack(chunk: list[np.ndarray], pinned: bool) -> torch.Tensor:
+    t = torch.from_numpy(np.stack(chunk))
+    return t.pin_memory() if pinned else t

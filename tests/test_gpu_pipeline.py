@@ -1,0 +1,115 @@
+"""The GPU pipeline's torch code, run on the CPU in fp32, against the numpy/ONNX pipeline."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from posekit.gpu_pipeline import (GpuPosePipeline, box_iou_torch, cluster_nms, crop_people, crop_windows,
+                                  letterbox_torch)
+from posekit.ops.boxes import box_iou, nms
+from posekit.ops.crop import affine_crop, letterbox
+from tests.conftest import DEMO_VIDEO
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    cap = cv2.VideoCapture(str(DEMO_VIDEO))
+    ok, image = cap.read()
+    cap.release()
+    assert ok
+    return image
+
+
+@pytest.mark.parametrize("seed, n, threshold", [(0, 1, 0.5), (1, 30, 0.5), (2, 200, 0.65), (3, 200, 0.3), (4, 50, 0.0)])
+def test_cluster_nms_equals_greedy_nms(seed, n, threshold):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 200, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 80, (n, 2))], 1).astype(np.float32)
+    scores = rng.uniform(0.01, 1, n).astype(np.float32)
+    order = np.argsort(-scores)
+    keep = cluster_nms(torch.from_numpy(boxes[order])[None], torch.from_numpy(scores[order])[None],
+                       torch.ones(1, n, dtype=torch.bool), threshold)[0].numpy()
+    assert sorted(order[keep].tolist()) == sorted(nms(boxes, scores, threshold).tolist())
+
+
+def test_box_iou_matches_numpy():
+    rng = np.random.default_rng(5)
+    a = np.concatenate([rng.uniform(0, 50, (6, 2)), rng.uniform(60, 90, (6, 2))], 1).astype(np.float32)
+    np.testing.assert_allclose(box_iou_torch(torch.from_numpy(a), torch.from_numpy(a)).numpy(), box_iou(a, a), atol=1e-6)
+
+
+def test_letterbox_matches_opencv(frame):
+    want, transform = letterbox(frame, (416, 416))
+    got, scale = letterbox_torch(torch.from_numpy(frame)[None], (416, 416))
+    assert scale == pytest.approx(transform.scale)
+    diff = np.abs(got[0].permute(1, 2, 0).numpy() - want.astype(np.float32))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) < 8
+
+
+@pytest.mark.parametrize("box", [[300, 100, 380, 330], [-20, -10, 60, 200], [900, 400, 1000, 560], [500, 300, 504, 303]],
+                         ids=["inside", "off-top-left", "off-bottom-right", "tiny"])
+def test_grid_sample_crops_match_affine_crop(frame, box):
+    boxes = np.array([box], np.float32)
+    want, transform = affine_crop(frame, boxes, (256, 256), 1.25)
+    scales, origins = crop_windows(torch.from_numpy(boxes), (256, 256), 1.25)
+    np.testing.assert_allclose(scales.numpy(), transform.scales, rtol=1e-6)
+    np.testing.assert_allclose(origins.numpy(), transform.origins, atol=1e-3)
+    blank = np.zeros_like(frame)
+    volume = torch.from_numpy(np.stack([blank, frame, blank])).permute(3, 0, 1, 2).float()  # crop frame 1 of 3
+    got = crop_people(volume, torch.ones(1, dtype=torch.long), scales, origins, (256, 256))
+    diff = np.abs(got[0].permute(1, 2, 0).numpy() - want[0].astype(np.float32))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) < 10
+
+
+@pytest.fixture(scope="module")
+def gpu_path(shared_env):
+    return GpuPosePipeline(device="cpu", backend="torch", precision="fp32")
+
+
+def test_gpu_pipeline_on_cpu_agrees_with_onnx_pipeline(gpu_path, frame, shared_env):
+    from posekit.build import source_onnx
+    from posekit.compare import EnginePoseModel
+    from posekit.engines.onnxruntime import OnnxRuntimeEngine
+    from posekit.detectors import Detector
+    from posekit.pipeline import PoseEstimator
+
+    got = gpu_path([frame])[0]
+    detector = Detector("yolox-nano", score_threshold=0.3, iou_threshold=0.65)
+    cpu = PoseEstimator(det=detector, workers=1, oks_threshold=None,
+                        pose=EnginePoseModel("movenet-thunder", OnnxRuntimeEngine(source_onnx("movenet-thunder"))))
+    want = cpu.estimate_boxes([frame], [detector(frame)])[0]
+    assert len(got) == len(want) >= 8  # a crowded street
+    iou = box_iou(got.boxes, want.boxes)
+    match = iou.argmax(1)
+    assert iou.max(1).min() > 0.98 and len(set(match.tolist())) == len(got)
+    np.testing.assert_allclose(got.box_scores, want.box_scores[match], atol=0.01)
+    d = np.linalg.norm(got.keypoints - want.keypoints[match], axis=-1)
+    assert np.median(d) < 1.0 and (d < 3).mean() > 0.9  # image pixels; a few argmax ties may flip
+
+
+def test_gpu_pipeline_frames_in_a_batch_and_nobody(gpu_path, frame):
+    blank = np.zeros_like(frame)
+    out = gpu_path([frame, blank, frame])
+    assert len(out) == 3 and len(out[1]) == 0 and out[1].keypoints.shape == (0, 17, 2)
+    np.testing.assert_allclose(out[0].keypoints, out[2].keypoints, atol=1e-3)
+
+
+def test_gpu_pipeline_stream_keeps_order(gpu_path, frame):
+    flipped = np.ascontiguousarray(frame[:, ::-1])
+    out = list(gpu_path.stream(iter([frame, flipped, frame]), frames_per_batch=2))
+    assert len(out) == 3
+    np.testing.assert_allclose(out[0].boxes, out[2].boxes, atol=1e-3)
+    assert len(out[1]) > 0
+
+
+def test_gpu_pipeline_rejects_mixed_frame_sizes(gpu_path, frame):
+    with pytest.raises(ValueError, match="frames of one \\(H, W, 3\\) uint8 shape"):
+        gpu_path([frame, frame[:100]])
+
+
+def test_gpu_pipeline_needs_yolox_and_movenet(shared_env):
+    with pytest.raises(ValueError, match="YOLOX detector and a MoveNet pose model"):
+        GpuPosePipeline(det="rtmdet-nano-person", device="cpu")
