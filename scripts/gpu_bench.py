@@ -355,6 +355,8 @@ def main() -> int:
     out = Path(args.out)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", "/tmp/posekit-inductor-cache")
     os.environ["POSEKIT_MODELS"] = str(Path(args.models).resolve())
+    # every Inductor engine the sections build (accuracy and AP ones too) uses --mode
+    os.environ["POSEKIT_INDUCTOR_MODE"] = args.mode
     os.environ.setdefault("POSEKIT_CACHE", "/tmp/posekit-gpu-cache")
     sys.path.insert(0, str(ROOT))
 

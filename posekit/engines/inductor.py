@@ -31,7 +31,8 @@ DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def default_mode(device: torch.device) -> str:
-    return "max-autotune" if device.type == "cuda" else "default"
+    """POSEKIT_INDUCTOR_MODE when set; else max-autotune on CUDA (slow to compile, fastest to run)."""
+    return os.environ.get("POSEKIT_INDUCTOR_MODE") or ("max-autotune" if device.type == "cuda" else "default")
 
 
 def _raise_recompile_limit(n: int) -> None:
