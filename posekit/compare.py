@@ -80,8 +80,10 @@ def _keypoint_error(model: str, reference: list[np.ndarray], outputs: list[np.nd
 
 
 def compare_engines(model: str, engines: Sequence[tuple[str, str]], annotations: str | os.PathLike,
-                    device: str = "cpu", limit: int = 32, batch: int = 8) -> list[dict]:
+                    device: str = "cpu", limit: int = 32, batch: int = 8, inputs: np.ndarray | None = None) -> list[dict]:
     """Per-output error of each (backend, precision) against the first one, on real inputs.
+
+    inputs: the network inputs to use instead of cutting them from `annotations`.
 
     Rows: backend, precision, output, max_abs, mean_abs, max_rel (max abs / the reference
     output's largest magnitude), and for MoveNet the decoded keypoint error in input pixels.
@@ -90,7 +92,7 @@ def compare_engines(model: str, engines: Sequence[tuple[str, str]], annotations:
 
     if not engines:
         raise ValueError("expected at least one backend:precision to compare")
-    x = real_inputs(model, annotations, limit)
+    x = real_inputs(model, annotations, limit) if inputs is None else inputs
     names: list[str] = []
     reference: list[np.ndarray] | None = None
     rows = []

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import os
 import sys
 import time
@@ -47,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--coco", required=True, help="folder with person_keypoints_val2017_mini.json and images/")
     p.add_argument("--video", required=True, help="the demo video (960x540)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--inputs", help="inputs.npz from scripts/gpu_prepare.py: used when OpenCV is not installed "
+                                    "(default: inputs.npz beside --coco)")
     p.add_argument("--budget", type=float, default=480.0, help="total seconds, compile time included (default 480)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--batches", default="1,2,4,8,16,32,64,128,256", help="pose-stage batch sizes")
@@ -216,7 +220,6 @@ def decoded(encoded: list[bytes], threads: int):
     from concurrent.futures import ThreadPoolExecutor
 
     import cv2
-    import numpy as np
 
     def decode(data: bytes):
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -225,13 +228,43 @@ def decoded(encoded: list[bytes], threads: int):
         yield from pool.map(decode, encoded, chunksize=8)
 
 
+def prepared(args) -> dict:
+    path = Path(args.inputs) if args.inputs else Path(args.coco).parent / "inputs.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"OpenCV is not installed and there is no {path}: run scripts/gpu_prepare.py "
+                                "where OpenCV is, and copy its output beside --coco")
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def real_inputs_anywhere(args, model: str, ann: Path, limit: int):
+    """Real inputs in the network layout: cut with OpenCV when it is here, else from inputs.npz."""
+    from posekit import registry
+    from posekit.calibration import to_network_input
+    from posekit.compare import network_input_spec, real_inputs
+
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        key = "crops" if registry.get(model).task == "pose" else "det_frames"
+        return to_network_input(prepared(args)[key][:limit], registry.get(model), network_input_spec(model))
+    return real_inputs(model, ann, limit)
+
+
 def pipeline(results: Results, args, configs: list[tuple[str, str]]) -> None:
     import torch
 
     from posekit.gpu_pipeline import GpuPosePipeline
 
-    encoded = encoded_frames(args.video, args.pipeline_frames)
     threads = max(2, (os.cpu_count() or 4) - 2)
+    try:
+        encoded = encoded_frames(args.video, args.pipeline_frames)
+        source, what = (lambda items: decoded(items, threads)), "JPEG decoded on CPU threads"
+    except ImportError:  # no OpenCV here: raw frames from inputs.npz (decode not timed)
+        video = prepared(args)["video_frames"]
+        encoded = [video[i % len(video)] for i in range(args.pipeline_frames)]
+        source, what = (lambda items: (np.array(f) for f in items)), "raw frames (no OpenCV: decode not timed)"
+        log(f"pipeline input: {what}")
     fpb = args.frames_per_batch
     for backend, precision in configs:
         label = f"pipeline {backend} {precision}"
@@ -245,18 +278,18 @@ def pipeline(results: Results, args, configs: list[tuple[str, str]]) -> None:
                 options = dict(mode=args.mode, det_batch_sizes=(fpb,), pose_batch_sizes=(64, 128, 256, 512))
             pipe = GpuPosePipeline(device=args.device, backend=backend, precision=precision, **options)
             # warm-up pass over enough frames to compile/capture every size the run will meet
-            people = sum(len(p) for p in pipe.stream(decoded(encoded[: 2 * fpb], threads), fpb))
+            people = sum(len(p) for p in pipe.stream(source(encoded[: 2 * fpb]), fpb))
             synchronize(args.device)
             warm = time.perf_counter() - t0
             frames = 0
             t0 = time.perf_counter()
-            for poses in pipe.stream(decoded(encoded, threads), fpb):
+            for poses in pipe.stream(source(encoded), fpb):
                 frames += 1
                 people += len(poses)
             seconds = time.perf_counter() - t0
             row = {"backend": backend, "precision": precision, "frames": frames, "seconds": round(seconds, 3),
                    "frames_per_s": frames / seconds, "people_per_frame": people / (frames + 2 * fpb),
-                   "warmup_s": round(warm, 1), "frames_per_batch": fpb, "decode_threads": threads,
+                   "warmup_s": round(warm, 1), "frames_per_batch": fpb, "decode_threads": threads, "input": what,
                    "gpu_util": _gpu_util()}
             results.add("pipeline", row)
             log(f"{label}: {row['frames_per_s']:.0f} frames/s ({frames} frames, {row['people_per_frame']:.1f} people/frame, warm-up {warm:.0f}s)")
@@ -274,11 +307,11 @@ def pipeline(results: Results, args, configs: list[tuple[str, str]]) -> None:
 
 # --- (d): accuracy -----------------------------------------------------------------------------
 
-def accuracy(results: Results, args, ann: Path, engines: list[tuple[str, str]]) -> None:
+def accuracy(results: Results, args, ann: Path, engines: list[tuple[str, str]], crops) -> None:
     from posekit.compare import compare_engines, engine_ap
 
     try:
-        for row in compare_engines("movenet-thunder", engines, ann, args.device, limit=40, batch=8):
+        for row in compare_engines("movenet-thunder", engines, ann, args.device, batch=8, inputs=crops[:40]):
             results.add("accuracy", row)
         log("per-output errors done")
     except Exception as exc:  # noqa: BLE001
@@ -377,10 +410,8 @@ def main() -> int:
     batches = [int(b) for b in args.batches.split(",")]
     sections = args.sections.split(",")
     try:
-        from posekit.compare import real_inputs
-
-        crops = real_inputs("movenet-thunder", ann, limit=64)
-        frames = real_inputs("yolox-nano", ann, limit=19)
+        crops = real_inputs_anywhere(args, "movenet-thunder", ann, limit=64)
+        frames = real_inputs_anywhere(args, "yolox-nano", ann, limit=19)
     except Exception as exc:  # noqa: BLE001
         results.fail("loading real inputs", exc)
         return 1
@@ -396,7 +427,7 @@ def main() -> int:
             elif section == "e":
                 stage(results, args, "pose", "movenet-thunder", batches, engines_arg(args.late_pose_engines), crops)
             elif section == "d":
-                accuracy(results, args, ann, engines_arg(args.accuracy_engines))
+                accuracy(results, args, ann, engines_arg(args.accuracy_engines), crops)
         except Exception as exc:  # noqa: BLE001
             results.fail(f"section {section}", exc)
     (out / "results.md").write_text(markdown(results.data))
