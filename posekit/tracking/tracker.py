@@ -55,9 +55,9 @@ class PoseTracker:
     Arguments (all keyword):
       high_score:       poses scored at least this take part in the first stage and may start tracks
       low_score:        poses scored below this are ignored; between the two, second stage only
-      score_field:      which score the thresholds apply to: "scores" (the person score) or
-                        "box_scores" (the detector's, for detectors whose scores sit low, e.g.
-                        RTMDet-nano gives the people of the demo video 0.3 to 0.65)
+      score_field:      which score the thresholds apply to: "box_scores" (the detector's; the
+                        default, since RTMDet-nano gives the people of the demo video 0.3 to 0.65)
+                        or "scores" (the person score, box x keypoints, which sits lower still)
       new_track_score:  the least score of an unmatched pose that starts a new track
       min_similarity:   the least similarity of a first-stage match (and of a tentative track's)
       low_min_iou:      the least box IoU of a second-stage match
@@ -80,10 +80,10 @@ class PoseTracker:
     def __init__(
         self,
         *,
-        high_score: float = 0.5,
-        low_score: float = 0.1,
-        score_field: str = "scores",
-        new_track_score: float = 0.6,
+        high_score: float = 0.3,
+        low_score: float = 0.2,
+        score_field: str = "box_scores",
+        new_track_score: float = 0.3,
         min_similarity: float = 0.2,
         low_min_iou: float = 0.5,
         iou_weight: float = 0.5,
