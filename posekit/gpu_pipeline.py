@@ -333,7 +333,7 @@ class GpuPoseEstimator:
         device = self.pipeline.device
         for image, found in zip(images, people):
             frames = torch.from_numpy(np.ascontiguousarray(image)[None]).to(device)
-            boxes = torch.from_numpy(found.boxes).to(device)
+            boxes = torch.from_numpy(np.array(found.boxes, np.float32)).to(device)
             keypoints, scores = self.pipeline.keypoints_device(frames, boxes, torch.zeros(len(found), dtype=torch.long,
                                                                                          device=device))
             out.append(found.replace(keypoints=keypoints.float().cpu().numpy(),
