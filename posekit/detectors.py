@@ -61,6 +61,9 @@ class Detector:
     weights:         an explicit ONNX file; otherwise the registry's search order applies
     score_threshold: boxes scoring below are dropped
     iou_threshold:   NMS overlap above which the lower-scored box is dropped
+    backend:         the engine's runtime (posekit.engines.BACKENDS)
+    precision:       "fp32" runs the registry's ONNX file (or `weights`); other precisions run
+                     the cached build `posekit.build.load(name, backend, precision)` makes
     threads:         ONNX Runtime intra-op threads (None: ONNX Runtime decides)
 
     ``detector(image)`` takes one (H, W, 3) uint8 BGR image and returns `Poses` with boxes in
@@ -70,8 +73,11 @@ class Detector:
 
     def __init__(self, name: str = "rtmdet-nano-person", weights: str | os.PathLike | None = None,
                  device: str = "cpu", backend: str = "onnxruntime", score_threshold: float = 0.3,
-                 iou_threshold: float = 0.65, max_det: int = 100, threads: int | None = None) -> None:
+                 iou_threshold: float = 0.65, max_det: int = 100, threads: int | None = None,
+                 precision: str = "fp32") -> None:
+        from posekit.compare import make_engine
         from posekit.engines import load_engine
+        from posekit.pipeline import engine_options
 
         spec = registry.get(name)
         if spec.task != "detector":
@@ -81,11 +87,17 @@ class Detector:
         except KeyError:
             raise ValueError(f"no detector postprocessing for family {spec.family!r} ({name}); "
                              f"known: {', '.join(POSTPROCESS)}") from None
-        path = registry.find_weights(name, weights)[0]
-        if path.suffix != ".onnx":
-            raise ValueError(f"{name}: expected an .onnx detector file, got {path}")
-        options = {} if threads is None else {"threads": threads}
-        self.engine = load_engine(path, backend, device, **options)
+        options = engine_options(backend, threads)
+        if weights is None:
+            self.engine = make_engine(name, backend, precision, device, **options)
+        else:
+            path = registry.find_weights(name, weights)[0]
+            if path.suffix != ".onnx":
+                raise ValueError(f"{name}: expected an .onnx detector file, got {path}")
+            if precision != "fp32":
+                raise ValueError(f"{name}: an explicit weights file runs as given (fp32); for {precision}, "
+                                 "leave weights out and the cached build of the registry's file is used")
+            self.engine = load_engine(path, backend, device, **options)
         self.spec = spec
         self.name = name
         self.input_size = spec.input_size

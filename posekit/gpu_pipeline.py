@@ -182,27 +182,37 @@ class GpuPosePipeline:
     def run_device(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, H, W, 3) uint8 on the device -> tensors on the device: boxes (M, 4), box_scores (M,),
         frame_index (M,), keypoints (M, 17, 2), keypoint_scores (M, 17), all image pixels."""
-        from posekit.models.movenet import decode_movenet_torch
+        boxes, scores, frame_index = self.detect_device(frames)
+        keypoints, kp_scores = self.keypoints_device(frames, boxes, frame_index)
+        return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
+                "keypoints": keypoints, "keypoint_scores": kp_scores}
 
-        det_size, pose_size = self.det_spec.input_size, self.pose_spec.input_size
+    @torch.inference_mode()
+    def detect_device(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, H, W, 3) uint8 on the device -> person boxes (M, 4) image pixels, scores (M,), frame_index (M,)."""
+        det_size = self.det_spec.input_size
         x, ratio = letterbox_torch(frames, det_size, dtype=self.dtype)  # YOLOX: BGR 0..255
         raw = self.det_engine(x)[0]
         boxes, scores, valid = person_boxes(raw, det_size, self.score_threshold, self.iou_threshold, self.max_det)
         frame_index, slot = valid.nonzero(as_tuple=True)
-        boxes = boxes[frame_index, slot] / ratio
-        scores = scores[frame_index, slot]
+        return boxes[frame_index, slot] / ratio, scores[frame_index, slot], frame_index
+
+    @torch.inference_mode()
+    def keypoints_device(self, frames: torch.Tensor, boxes: torch.Tensor,
+                         frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """MoveNet on the crops of `boxes` (M, 4) image pixels of frames[frame_index] ->
+        keypoints (M, 17, 2) image pixels, keypoint scores (M, 17)."""
+        from posekit.models.movenet import decode_movenet_torch
+
         if boxes.shape[0] == 0:
-            k = 17
-            return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
-                    "keypoints": boxes.new_zeros((0, k, 2)), "keypoint_scores": boxes.new_zeros((0, k))}
+            return boxes.new_zeros((0, 17, 2)), boxes.new_zeros((0, 17))
+        pose_size = self.pose_spec.input_size
         volume = frames.permute(3, 0, 1, 2).flip(0).to(self.dtype)  # (3, B, H, W); MoveNet: RGB 0..255
-        s, origins = crop_windows(boxes, pose_size, self.crop_scale)
+        s, origins = crop_windows(boxes.float(), pose_size, self.crop_scale)
         crops = crop_people(volume, frame_index, s, origins, pose_size)
         heads = self.pose_engine(crops)
         keypoints, kp_scores = decode_movenet_torch(*heads, input_size=pose_size)
-        keypoints = keypoints * s[:, None, None] + origins[:, None, :]
-        return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
-                "keypoints": keypoints, "keypoint_scores": kp_scores}
+        return keypoints * s[:, None, None] + origins[:, None, :], kp_scores
 
     def __call__(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
         if not isinstance(frames, torch.Tensor):
@@ -268,3 +278,85 @@ def _stacked_chunks(frames: Iterable[np.ndarray], size: int, depth: int, pinned:
 def _stack(chunk: list[np.ndarray], pinned: bool) -> torch.Tensor:
     t = torch.from_numpy(np.stack(chunk))
     return t.pin_memory() if pinned else t
+
+
+class GpuPoseEstimator:
+    """`GpuPosePipeline` behind `PoseEstimator`'s interface, for `posekit infer`, `eval` and `track`:
+    ``stream(frames)``, ``estimate_batch(images)``, ``estimate_boxes(images, people)``,
+    ``detector(image)`` and ``estimator(image)``, each returning `Poses` scored and pose-NMS'd by
+    `posekit.pipeline.finish_poses` exactly as the ONNX pipeline's are.
+
+    Frames of one size go to the device together (`frames_per_batch` at a time); a change of
+    frame size (a folder of photos) starts a new batch.
+    """
+
+    def __init__(self, pipeline: GpuPosePipeline, frames_per_batch: int = 16, person_score: str = "box*keypoints",
+                 keypoint_threshold: float = 0.2, oks_threshold: float | None = 0.8, min_score: float = 0.0) -> None:
+        from posekit.pipeline import PERSON_SCORES
+
+        if person_score not in PERSON_SCORES:
+            raise ValueError(f"unknown person_score {person_score!r}; use one of {', '.join(PERSON_SCORES)}")
+        if frames_per_batch < 1:
+            raise ValueError(f"frames_per_batch must be >= 1, got {frames_per_batch}")
+        self.pipeline = pipeline
+        self.frames_per_batch = int(frames_per_batch)
+        self.finish = dict(person_score=person_score, keypoint_threshold=keypoint_threshold,
+                           oks_threshold=oks_threshold, min_score=min_score)
+
+    def _finish(self, poses: list[Poses]) -> list[Poses]:
+        from posekit.pipeline import finish_poses
+
+        return [finish_poses(p, **self.finish) for p in poses]
+
+    def __call__(self, image: Any) -> Poses:
+        return self.estimate_batch([image])[0]
+
+    def estimate_batch(self, images: Sequence[Any]) -> list[Poses]:
+        from posekit.pipeline import _as_bgr
+
+        images = [_as_bgr(im) for im in images]
+        out: list[Poses] = []
+        for chunk in _same_size_runs(images, self.frames_per_batch):
+            out.extend(self.pipeline(chunk))
+        return self._finish(out)
+
+    def stream(self, frames: Iterable[Any], prefetch: int = 4) -> Iterator[Poses]:
+        from posekit.pipeline import _as_bgr, _prefetch
+
+        for chunk in _same_size_runs(_prefetch(iter(frames), prefetch), self.frames_per_batch):
+            yield from self._finish(self.pipeline([_as_bgr(f) for f in chunk]))
+
+    @torch.inference_mode()
+    def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
+        """Keypoints for given person boxes (e.g. ground-truth boxes), one frame at a time."""
+        out = []
+        device = self.pipeline.device
+        for image, found in zip(images, people):
+            frames = torch.from_numpy(np.ascontiguousarray(image)[None]).to(device)
+            boxes = torch.from_numpy(np.array(found.boxes, np.float32)).to(device)
+            keypoints, scores = self.pipeline.keypoints_device(frames, boxes, torch.zeros(len(found), dtype=torch.long,
+                                                                                         device=device))
+            out.append(found.replace(keypoints=keypoints.float().cpu().numpy(),
+                                     keypoint_scores=scores.float().cpu().numpy()))
+        return self._finish(out)
+
+    @torch.inference_mode()
+    def detector(self, image: np.ndarray) -> Poses:
+        """The person boxes of one (H, W, 3) uint8 BGR image (keypoints zero), as `Detector` returns them."""
+        frames = torch.from_numpy(np.ascontiguousarray(image)[None]).to(self.pipeline.device)
+        boxes, scores, _ = self.pipeline.detect_device(frames)
+        n = boxes.shape[0]
+        return Poses(boxes=boxes.float().cpu().numpy(), box_scores=scores.float().cpu().numpy(),
+                     keypoints=np.zeros((n, 17, 2), np.float32), keypoint_scores=np.zeros((n, 17), np.float32))
+
+
+def _same_size_runs(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive frames of one shape, at most `size` at a time, in order."""
+    chunk: list[np.ndarray] = []
+    for frame in frames:
+        if chunk and (len(chunk) == size or frame.shape != chunk[0].shape):
+            yield chunk
+            chunk = []
+        chunk.append(frame)
+    if chunk:
+        yield chunk

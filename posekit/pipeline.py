@@ -46,15 +46,18 @@ class MoveNetOnnx:
     max_batch = None
 
     def __init__(self, name: str = "movenet-thunder", path: str | os.PathLike | None = None, device: str = "cpu",
-                 backend: str = "onnxruntime", threads: int | None = None) -> None:
+                 backend: str = "onnxruntime", threads: int | None = None, engine: Any = None) -> None:
         from posekit.engines import load_engine
 
-        if path is None:
-            from posekit.export import ensure_onnx
+        if engine is None:
+            if path is None:
+                from posekit.export import ensure_onnx
 
-            path = ensure_onnx(name)
-        options = {} if threads is None else {"threads": threads}
-        self.engine = load_engine(Path(path), backend, device, **options)
+                path = ensure_onnx(name)
+            options = {} if threads is None else {"threads": threads}
+            engine = load_engine(Path(path), backend, device, **options)
+        path = path or getattr(engine, "path", None) or repr(engine)
+        self.engine = engine
         meta = self.engine.metadata
         if meta.get("posekit.model", name) != name:
             raise ValueError(f"{path}: expected an export of {name}, its metadata says {meta['posekit.model']}")
@@ -106,15 +109,50 @@ PERSON_SCORES: dict[str, Callable[[Poses, np.ndarray], np.ndarray]] = {
 }
 
 
-def _pose_model(pose: Any, device: str, backend: str, threads: int | None) -> Any:
+def engine_options(backend: str, threads: int | None) -> dict[str, Any]:
+    """`threads` for the engines that take it (ONNX Runtime); the others choose their own."""
+    import inspect
+
+    from posekit.engines import engine_class
+
+    takes = inspect.signature(engine_class(backend)).parameters
+    return {"threads": threads} if threads is not None and "threads" in takes else {}
+
+
+def _pose_model(pose: Any, device: str, backend: str, precision: str, threads: int | None) -> Any:
+    """The pose model on the engine `posekit.compare.make_engine` picks: the float export for
+    onnxruntime fp32, a cached build (posekit.build) for the other backends and precisions."""
     if not isinstance(pose, str):
         return pose  # an object with input_size, max_batch and __call__(crops)
+    from posekit.compare import EnginePoseModel, make_engine
+
     spec = registry.get(pose)
     if spec.task != "pose":
         raise ValueError(f"{pose} is a {spec.task} model, not a pose model; pose models: {', '.join(registry.names('pose'))}")
     if spec.family != "movenet":
         raise ValueError(f"{pose}: no top-down runner for family {spec.family!r}")
-    return MoveNetOnnx(pose, device=device, backend=backend, threads=threads)
+    engine = make_engine(pose, backend, precision, device, **engine_options(backend, threads))
+    # ONNX artefacts carry posekit's export record (preprocessing, output names); a TensorRT plan
+    # or a compiled package does not, and runs with the registry entry's preprocessing.
+    if all(k in engine.metadata for k in _REQUIRED_META):
+        return MoveNetOnnx(pose, engine=engine)
+    return EnginePoseModel(pose, engine)
+
+
+def finish_poses(poses: Poses, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
+                 oks_threshold: float | None = 0.8, min_score: float = 0.0) -> Poses:
+    """Person scores, pose NMS (OKS) and the score floor: the last step of every pipeline."""
+    if len(poses) == 0:
+        return poses
+    visible = poses.keypoint_scores > keypoint_threshold
+    poses = poses.replace(scores=PERSON_SCORES[person_score](poses, visible))
+    if oks_threshold is not None and len(poses) > 1:
+        wh = poses.boxes[:, 2:] - poses.boxes[:, :2]
+        keep = oks_nms(poses.keypoints, poses.scores, wh.prod(1) * 0.53, oks_threshold)
+        poses = poses[np.sort(keep)]
+    if min_score > 0:
+        poses = poses[poses.scores >= min_score]
+    return poses
 
 
 class PoseEstimator:
@@ -127,6 +165,10 @@ class PoseEstimator:
     person_score:        "box", "keypoints" (mean visible keypoint score) or "box*keypoints"
     keypoint_threshold:  a keypoint scoring above this counts as visible for the person score
     oks_threshold:       pose NMS: drop a person whose OKS with a better one is above; None: off
+    backend, precision:  the pose model's engine: "onnxruntime" fp32 (the float export) or int8
+                         (a cached, calibrated build), or any backend/precision posekit.build makes
+    det_precision:       the detector's precision on the same backend (default fp32: INT8 RTMDet
+                         measured slower and less accurate than fp32)
     batch:               most crops per pose engine call (None: 2 on the CPU, 32 on a GPU)
     frames_per_batch:    frames grouped into one detector call and one pose batch in `stream`
                          (None: 1 on the CPU, 4 on a GPU)
@@ -139,7 +181,8 @@ class PoseEstimator:
     """
 
     def __init__(self, det: Any = "rtmdet-nano-person", pose: Any = "movenet-thunder", device: str = "cpu",
-                 backend: str = "onnxruntime", det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
+                 backend: str = "onnxruntime", precision: str = "fp32", det_precision: str = "fp32",
+                 det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
                  crop_scale: float = 1.25, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
                  oks_threshold: float | None = 0.8, min_score: float = 0.0, batch: int | None = None,
                  frames_per_batch: int | None = None, workers: int = 2, threads: int | None = None) -> None:
@@ -155,9 +198,9 @@ class PoseEstimator:
         if threads is None and workers > 1:
             threads = 1
         self.detector = det if isinstance(det, Detector) else Detector(
-            det, device=device, backend=backend, score_threshold=det_score_threshold,
+            det, device=device, backend=backend, precision=det_precision, score_threshold=det_score_threshold,
             iou_threshold=det_iou_threshold, threads=threads)
-        self.pose = _pose_model(pose, device, backend, threads)
+        self.pose = _pose_model(pose, device, backend, precision, threads)
         self.crop_scale = float(crop_scale)
         self.person_score = person_score
         self.keypoint_threshold = float(keypoint_threshold)
@@ -206,17 +249,7 @@ class PoseEstimator:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _finish(self, poses: Poses) -> Poses:
-        if len(poses) == 0:
-            return poses
-        visible = poses.keypoint_scores > self.keypoint_threshold
-        poses = poses.replace(scores=PERSON_SCORES[self.person_score](poses, visible))
-        if self.oks_threshold is not None and len(poses) > 1:
-            wh = poses.boxes[:, 2:] - poses.boxes[:, :2]
-            keep = oks_nms(poses.keypoints, poses.scores, wh.prod(1) * 0.53, self.oks_threshold)
-            poses = poses[np.sort(keep)]
-        if self.min_score > 0:
-            poses = poses[poses.scores >= self.min_score]
-        return poses
+        return finish_poses(poses, self.person_score, self.keypoint_threshold, self.oks_threshold, self.min_score)
 
     # -- many frames ------------------------------------------------------------------------
 
@@ -305,3 +338,93 @@ def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
+
+
+# --- one factory for infer / eval / track -------------------------------------------------------
+
+def _estimator_pipeline(det: str, pose: str, device: str, backend: str, precision: str, **options: Any) -> Any:
+    return PoseEstimator(det=det, pose=pose, device=device, backend=backend, precision=precision, **options)
+
+
+def _gpu_pipeline(det: str, pose: str, device: str, backend: str, precision: str, det_score_threshold: float = 0.3,
+                  oks_threshold: float | None = 0.8, min_score: float = 0.0, frames_per_batch: int | None = None,
+                  **ignored: Any) -> Any:
+    from posekit.gpu_pipeline import GpuPoseEstimator, GpuPosePipeline
+
+    if ignored:  # CPU-pipeline knobs (batch, workers): the device pipeline batches whole chunks instead
+        log.debug("the %s pipeline does not use %s", backend, ", ".join(sorted(ignored)))
+    pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
+                               score_threshold=det_score_threshold)
+    return GpuPoseEstimator(pipeline, frames_per_batch=frames_per_batch or 16, oks_threshold=oks_threshold,
+                            min_score=min_score)
+
+
+# backend -> (precisions the commands offer, default detector, the pipeline it runs, what it is)
+PIPELINE_BACKENDS: dict[str, tuple[tuple[str, ...], str, Callable[..., Any], str]] = {
+    "onnxruntime": (("fp32", "int8"), "rtmdet-nano-person", _estimator_pipeline,
+                    "ONNX Runtime, CPU (or CUDA with onnxruntime-gpu); int8: the cached calibrated MoveNet build"),
+    "tensorrt": (("fp32", "fp16", "int8"), "rtmdet-nano-person", _estimator_pipeline,
+                 "TensorRT plans from the build cache, CUDA only"),
+    "torch": (("fp32", "fp16", "bf16"), "yolox-nano", _gpu_pipeline,
+              "the all-torch pipeline (YOLOX + MoveNet on the device), eager"),
+    "inductor": (("fp32", "fp16", "bf16"), "yolox-nano", _gpu_pipeline,
+                 "the all-torch pipeline compiled by torch.compile (slow first batch)"),
+}
+
+
+def available_backends() -> list[str]:
+    """PIPELINE_BACKENDS whose runtime is installed here."""
+    from posekit.engines import BackendUnavailable, engine_class
+
+    out = []
+    for name in PIPELINE_BACKENDS:
+        try:
+            engine_class(name)
+        except BackendUnavailable:
+            continue
+        out.append(name)
+    return out
+
+
+def describe_backends() -> str:
+    """One line per backend, for `--help`."""
+    return "\n".join(f"  {name:<12} {'/'.join(p):<15} {what}" for name, (p, _, _, what) in PIPELINE_BACKENDS.items())
+
+
+def _offer(names: Iterable[str]) -> str:
+    return ", ".join(f"{n} ({'/'.join(PIPELINE_BACKENDS[n][0])})" for n in names)
+
+
+def check_backend(backend: str, precision: str) -> None:
+    """A ValueError naming what is available when `backend` x `precision` cannot run here."""
+    from posekit.engines import BackendUnavailable, engine_class
+
+    if backend not in PIPELINE_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; available here: {_offer(available_backends())}")
+    precisions = PIPELINE_BACKENDS[backend][0]
+    if precision not in precisions:
+        raise ValueError(f"backend {backend} runs {'/'.join(precisions)}, not {precision!r}; "
+                         f"available here: {_offer(available_backends())}")
+    try:
+        engine_class(backend)
+    except BackendUnavailable as exc:
+        raise ValueError(f"backend {backend} is not installed here ({exc.__cause__}); "
+                         f"available here: {_offer(available_backends())}") from None
+
+
+def make_estimator(det: str | None = None, pose: str = "movenet-thunder", device: str = "cpu",
+                   backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Any:
+    """The pose pipeline for `backend` and `precision` (what `posekit infer`, `eval` and `track` run).
+
+    onnxruntime / tensorrt: `PoseEstimator`, its pose model on that engine (int8 and the other
+    non-default builds come from posekit.build's cache: built on first use, reused after), the
+    detector on the same backend in fp32. torch / inductor: `GpuPosePipeline` (YOLOX + MoveNet,
+    every step a torch op on `device`) behind the same interface.
+    det: None picks the backend's default detector (rtmdet-nano-person; yolox-nano for torch/inductor).
+    options: PoseEstimator's keyword arguments (det_score_threshold, oks_threshold, min_score, batch,
+    workers, ...); the torch pipeline takes det_score_threshold, oks_threshold, min_score and
+    frames_per_batch.
+    """
+    check_backend(backend, precision)
+    _precisions, default_det, make, _what = PIPELINE_BACKENDS[backend]
+    return make(det or default_det, pose, device, backend, precision, **options)

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import argparse
 
+from posekit.commands import DET_HELP, add_backend_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob pattern, video, or camera index")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results.json, <video>.jsonl and renders")
     p.add_argument("--ann", metavar="JSON", help="COCO annotation file: take each image's image_id from it")
     p.add_argument("--no-vis", action="store_true", help="do not write rendered images and videos")
-    p.add_argument("--det", default="rtmdet-nano-person", help="person detector (registry name; default %(default)s)")
+    p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default="movenet-thunder",
                    help="pose model (registry name; movenet-lightning is faster; default %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    add_backend_arguments(p)
     p.add_argument("--batch", type=int, default=None,
                    help="most person crops per pose-model call (default: 2 on the CPU, where bigger batches are slower, 32 on a GPU)")
     p.add_argument("--det-threshold", type=float, default=0.2,
@@ -44,12 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from functools import partial
 
+    from posekit.commands import make_estimator
     from posekit.commands.track import make_tracker
     from posekit.infer import infer
 
-    summary = infer(args.inputs, args.out, ann=args.ann, vis=not args.no_vis, det=args.det, pose=args.pose,
-                    device=args.device, batch=args.batch, det_score_threshold=args.det_threshold,
-                    oks_threshold=args.oks_threshold or None, min_score=args.min_score, workers=args.workers,
+    # made before anything is written, so a refused backend leaves no output folder behind
+    estimator = make_estimator(args, batch=args.batch, det_score_threshold=args.det_threshold,
+                               oks_threshold=args.oks_threshold or None, min_score=args.min_score,
+                               workers=args.workers)
+    summary = infer(args.inputs, args.out, ann=args.ann, vis=not args.no_vis, estimator=estimator,
                     progress=True, tracker=partial(make_tracker, args) if args.track else None)
     print(summary.text())
     return 1 if summary.failures else 0

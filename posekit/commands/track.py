@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from posekit.commands import DET_HELP, add_backend_arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, or a camera index such as 0")
@@ -26,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--det", default="rtmdet-nano-person", help="detector model (default rtmdet-nano-person)")
+    p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default="movenet-thunder", help="pose model (default movenet-thunder)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    add_backend_arguments(p)
     p.add_argument("--det-threshold", type=float, default=0.2,
                    help="detector boxes scored below are dropped (default 0.2: the tracker's second "
                         "stage uses boxes between this and --track-high)")
@@ -61,12 +64,11 @@ def make_tracker(args: argparse.Namespace, frame_rate: float = 30.0):
 
 def run(args: argparse.Namespace) -> int:
     from posekit.io import InputError, video_fps
-    from posekit.pipeline import PoseEstimator
+    from posekit.commands import make_estimator
     from posekit.tracking.video import track_video
 
     sources: list[str | int] = [int(v) if v.isdigit() else v for v in args.videos]
-    estimator = PoseEstimator(det=args.det, pose=args.pose, device=args.device,
-                              det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
+    estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     failed = 0
     for vid_id, source in enumerate(sources):
         try:
