@@ -25,6 +25,7 @@ def _models_from_shared(monkeypatch, tmp_path_factory):
     """Every test finds weights in ../shared and caches into a private folder; nothing downloads."""
     monkeypatch.setenv("POSEKIT_MODELS", str(MODELS))
     monkeypatch.setenv("POSEKIT_CACHE", str(_session_cache(tmp_path_factory)))
+    monkeypatch.delenv("POSEKIT_MIRROR", raising=False)  # a developer's mirror must not change what tests fetch
 
 
 _CACHE: list[Path] = []
