@@ -17,7 +17,7 @@ from posekit.io import iter_video
 from posekit.pipeline import PoseEstimator
 
 from badinputs import shared_models, IMAGE_CASES, make
-from conftest import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
+from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
 
 
 def posekit(*args: str, cache: Path) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from posekit import registry
-from tests.conftest import COCO_IMAGES, MODELS, ROOT
+from paths import COCO_IMAGES, MODELS, ROOT
 
 LIGHTNING_JSON = registry.get("movenet-lightning").files[0]
 RTMDET = registry.get("rtmdet-nano-person").files[0]

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import COCO_ANN, ROOT
+from paths import COCO_ANN, ROOT
 from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
 from posekit.tracking import PoseTracker
