@@ -31,11 +31,17 @@ class InferSummary:
 
     def text(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"{self.inputs} inputs ({self.images} images, {self.videos} videos): {self.frames} frames, "
-                 f"{self.people} people, {len(self.failures)} failed, {self.seconds:.1f} s ({rate:.1f} frames/s)"]
+        lines = [f"{_count(self.inputs, 'input')} ({_count(self.images, 'image')}, {_count(self.videos, 'video')}): "
+                 f"{_count(self.frames, 'frame')}, {_count(self.people, 'person', 'people')}, {len(self.failures)} "
+                 f"failed, {self.seconds:.1f} s ({rate:.1f} frames/s)"]
         lines += [f"  failed: {f}" for f in self.failures]
         lines += [f"  wrote {o}" for o in self.outputs]
         return "\n".join(lines)
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """'1 video', '2 videos', '1 person', '0 people'."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike | None = None, vis: bool = True,

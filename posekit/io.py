@@ -247,9 +247,9 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = None) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data))
+        tmp.write_text(json.dumps(data, indent=indent), encoding="utf-8")
     return Path(path)
 
 
@@ -300,20 +300,25 @@ def image_ids(annotation_file: str | os.PathLike) -> dict[str, int]:
 
 
 class JsonLinesWriter:
-    """One JSON object per line (a video's frames); renamed into place when closed cleanly."""
+    """One JSON object per line (a video's frames); renamed into place when closed cleanly.
+
+    Used as a context manager; `lines` counts the records written so far.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._ctx = atomic_path(self.path)
         self._file = None
+        self.lines = 0
 
     def __enter__(self) -> "JsonLinesWriter":
         tmp = self._ctx.__enter__()
-        self._file = open(tmp, "w")
+        self._file = open(tmp, "w", encoding="utf-8")
         return self
 
     def write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
+        self.lines += 1
 
     def __exit__(self, *exc: Any) -> bool:
         self._file.close()

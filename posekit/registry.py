@@ -3,16 +3,26 @@
 Weights are looked up, in order: an explicit path, the folder named by ``POSEKIT_MODELS``, the
 user cache (``POSEKIT_CACHE`` or ``~/.cache/posekit``), then a download from the official
 source (checksum verified, written atomically) unless downloads are off.
+
+``POSEKIT_MIRROR=http://host/path`` (for machines behind a proxy or without internet) replaces
+the official sources: each file is fetched as ``<mirror>/<relative path>``, the mirror being laid
+out like a models folder (``movenet-thunder/model.json``, ``rtmdet-nano-person.onnx``: files,
+not the archives some official sources ship them in). Checksums are verified all the same.
+
+A download that fails (HTTP error, unreachable host, cut transfer) raises `WeightsNotFound`
+naming the file, the URL, the reason and where to put the file by hand.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import http.client
 import logging
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -211,20 +221,39 @@ def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def mirror() -> str | None:
+    """The base URL named by POSEKIT_MIRROR (no trailing slash), or None."""
+    value = os.environ.get("POSEKIT_MIRROR", "").strip()
+    return value.rstrip("/") or None
+
+
+def source(wf: WeightFile) -> tuple[str | None, str | None]:
+    """(url, zip member) that `wf` is downloaded from: the mirror's copy when POSEKIT_MIRROR is
+    set (a plain file, no archive), else the official address."""
+    base = mirror()
+    if base is not None:
+        return f"{base}/{wf.path}", None
+    return wf.url, wf.member
+
+
 def _search_dirs() -> list[Path]:
     folder = models_dir()
     return [d for d in (folder, cache_dir()) if d is not None]
 
 
 def find_file(wf: WeightFile, download: bool = True) -> Path:
-    """Locate one weight file in the models folder or cache, downloading it when allowed."""
+    """Locate one weight file in the models folder or cache, downloading it when allowed.
+
+    Raises `WeightsNotFound` when it is nowhere and cannot be downloaded (downloads off, no
+    source, or the download failed), naming where to put it by hand.
+    """
     for folder in _search_dirs():
         candidate = folder / wf.path
         if candidate.is_file():
             return candidate
-    if not download or wf.url is None:
+    if not download or source(wf)[0] is None:
         places = " or ".join(str(d / wf.path) for d in _search_dirs())
-        why = "downloads are off" if wf.url else "it has no public download"
+        why = "downloads are off" if source(wf)[0] else "it has no public download"
         raise WeightsNotFound(
             f"missing weight file {wf.path!r} ({why}); put it at {places}, or set POSEKIT_MODELS to a folder holding it"
             + (f"; official source: {wf.url}" if wf.url else "")
@@ -261,11 +290,18 @@ def find_weights(name: str, path: str | os.PathLike | None = None, download: boo
 
 
 def download_file(wf: WeightFile, dest: Path, timeout: float = 60.0) -> Path:
-    """Fetch `wf.url` to `dest`: to a temporary file first, verified, then renamed into place."""
-    if wf.url is None:
+    """Fetch `wf` (from `source(wf)`: the mirror or `wf.url`) to `dest`: to a temporary file
+    first, verified, then renamed into place.
+
+    A failed transfer (HTTP error, unreachable host, timeout, fewer bytes than announced) raises
+    `WeightsNotFound` naming the file, the URL, the reason and where to put the file by hand.
+    """
+    url, member = source(wf)
+    if url is None:
         raise WeightsNotFound(f"{wf.path} has no download address")
+    dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s -> %s", wf.url, dest)
+    log.info("downloading %s -> %s", url, dest)
     temporaries: list[Path] = []
 
     def temporary() -> tuple[int, Path]:
@@ -275,20 +311,23 @@ def download_file(wf: WeightFile, dest: Path, timeout: float = 60.0) -> Path:
 
     try:
         fd, tmp = temporary()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(wf.url, timeout=timeout) as response:
-            _copy_with_progress(response, out, dest.name, wf.url)
-        if wf.member is not None:
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                _copy_with_progress(response, out, dest.name)
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+            raise WeightsNotFound(_download_failed(wf, url, member, dest, exc)) from exc
+        if member is not None:
             with zipfile.ZipFile(tmp) as archive:
-                matches = [m for m in archive.namelist() if m == wf.member or m.endswith("/" + wf.member)]
+                matches = [m for m in archive.namelist() if m == member or m.endswith("/" + member)]
                 if not matches:
-                    raise WeightsNotFound(f"{wf.url} holds no {wf.member!r} (found {archive.namelist()[:10]})")
+                    raise WeightsNotFound(f"{url} holds no {member!r} (found {archive.namelist()[:10]})")
                 fd, tmp = temporary()
-                with os.fdopen(fd, "wb") as out, archive.open(matches[0]) as member:
-                    shutil.copyfileobj(member, out)
+                with os.fdopen(fd, "wb") as out, archive.open(matches[0]) as packed:
+                    shutil.copyfileobj(packed, out)
         if wf.sha256 is not None:
             found = sha256sum(tmp)
             if found != wf.sha256:
-                raise ChecksumMismatch(f"{wf.url}: sha256 {found}, expected {wf.sha256}; the file was not kept")
+                raise ChecksumMismatch(f"{url}: sha256 {found}, expected {wf.sha256}; the file was not kept")
         else:
             log.warning("%s has no known checksum; it was not verified", wf.path)
         umask = os.umask(0)
@@ -301,7 +340,24 @@ def download_file(wf: WeightFile, dest: Path, timeout: float = 60.0) -> Path:
     return dest
 
 
-def _copy_with_progress(response, out, label: str, url: str = "") -> None:
+def _download_failed(wf: WeightFile, url: str, member: str | None, dest: Path, exc: BaseException) -> str:
+    """One line: which file, from where, why, and where to put it by hand."""
+    if isinstance(exc, urllib.error.HTTPError):
+        reason = f"HTTP {exc.code} {exc.reason}"
+    elif isinstance(exc, urllib.error.URLError):
+        reason = str(exc.reason)
+    else:
+        reason = str(exc) or type(exc).__name__
+    folder = models_dir()
+    places = [str(folder / wf.path)] if folder is not None and folder / wf.path != dest else []
+    places.append(str(dest))
+    inside = f" (it is {member!r} inside that archive)" if member else ""
+    return (f"could not download weight file {wf.path!r} from {url}: {reason}; fetch it by hand{inside} and put it "
+            f"at {' or '.join(places)}, or set POSEKIT_MODELS to a folder holding it, or POSEKIT_MIRROR to a "
+            f"server that has it")
+
+
+def _copy_with_progress(response, out, label: str) -> None:
     total = int(response.headers.get("Content-Length") or 0) or None
     written = 0
     try:
@@ -320,4 +376,4 @@ def _copy_with_progress(response, out, label: str, url: str = "") -> None:
             bar.close()
     # A file without a known checksum is only as good as its length: a cut transfer must not stay.
     if total is not None and written != total:
-        raise OSError(f"{url or label}: received {written:,} bytes, the server announced {total:,}")
+        raise ConnectionError(f"received {written:,} bytes, the server announced {total:,}")

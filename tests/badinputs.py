@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import COCO_IMAGES, DEMO_VIDEO
+from paths import COCO_IMAGES, DEMO_VIDEO
 
 GOOD_JPEG = COCO_IMAGES / "000000000785.jpg"  # one person, skiing
 
@@ -92,9 +92,9 @@ IMAGE_CASES = {
 def shared_models(tmp_path_factory):
     """The same environment conftest's autouse fixture gives each test, for module-scoped
     fixtures (which are set up before any function-scoped one)."""
-    from conftest import MODELS, _session_cache
+    from paths import MODELS, session_cache
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSEKIT_MODELS", str(MODELS))
-        mp.setenv("POSEKIT_CACHE", str(_session_cache(tmp_path_factory)))
+        mp.setenv("POSEKIT_CACHE", str(session_cache(tmp_path_factory)))
         yield

@@ -8,7 +8,7 @@ import json
 import cv2
 import numpy as np
 
-from tests.conftest import COCO_ANN, COCO_IMAGES, MODELS
+from paths import COCO_ANN, COCO_IMAGES, MODELS
 
 SIZES = {"thunder": 256, "lightning": 192}
 # Hand-picked edge rows: full body, tall, narrow, boxes on the image edge, a 10x12 px person,

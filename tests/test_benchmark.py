@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from posekit.benchmark import PlotUnavailable, format_table, run_stage_benchmark, write_csv, write_json, write_plot
-from tests.conftest import COCO_ANN, COCO_IMAGES, MODELS, ROOT
+from paths import COCO_ANN, COCO_IMAGES, MODELS, ROOT
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from posekit import build as build_mod
 from posekit.build import BuildRequest, build, check_entry, parse_batch
 from posekit.compare import real_inputs
 from posekit.engines import load_engine
-from tests.conftest import COCO_ANN, MODELS, ROOT
+from paths import COCO_ANN, MODELS, ROOT
 
 MODEL = "rtmdet-nano-person"
 

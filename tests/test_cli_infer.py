@@ -17,7 +17,7 @@ from posekit.io import iter_video
 from posekit.pipeline import PoseEstimator
 
 from badinputs import shared_models, IMAGE_CASES, make
-from conftest import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
+from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
 
 
 def posekit(*args: str, cache: Path) -> subprocess.CompletedProcess:
@@ -44,7 +44,7 @@ def test_infer_images_and_video(tmp_path):
     result = posekit("infer", *map(str, images), str(DEMO_VIDEO), "--out", str(out), "--ann", str(COCO_ANN),
                      cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 0, result.stderr
-    assert "4 inputs (3 images, 1 videos): 8 frames" in result.stdout
+    assert "4 inputs (3 images, 1 video): 8 frames" in result.stdout
 
     from pycocotools.coco import COCO
 
@@ -143,3 +143,16 @@ def test_bench_pipeline_reports_both(tmp_path):
     for name in ("plain", "posekit"):
         assert data[name]["images_per_s"] > 0 and data[name]["people"] >= 3 and 0 <= data[name]["AP"] <= 1
     assert data["posekit"]["speedup"] > 0 and "speed-up" in result.stdout
+
+
+@pytest.mark.parametrize("counts, expected", [
+    ((1, 1, 0, 1, 1), "1 input (1 image, 0 videos): 1 frame, 1 person,"),
+    ((4, 3, 1, 8, 0), "4 inputs (3 images, 1 video): 8 frames, 0 people,"),
+    ((2, 0, 2, 30, 2), "2 inputs (0 images, 2 videos): 30 frames, 2 people,"),
+])
+def test_summary_counts_read_in_the_singular_and_plural(counts, expected):
+    from posekit.infer import InferSummary
+
+    inputs, images, videos, frames, people = counts
+    text = InferSummary(inputs=inputs, images=images, videos=videos, frames=frames, people=people).text()
+    assert text.startswith(expected), text

@@ -8,7 +8,7 @@ import pytest
 
 from posekit.ops.crop import affine_crop, crop_regions, crop_to_image, letterbox
 
-from conftest import COCO_IMAGES
+from paths import COCO_IMAGES
 
 
 @pytest.mark.parametrize("shape, size, centre, expected_scale, expected_offset", [

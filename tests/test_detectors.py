@@ -11,7 +11,7 @@ from posekit.ops.boxes import box_iou
 from posekit.registry import UnknownModel
 
 from badinputs import shared_models
-from conftest import COCO_IMAGES
+from paths import COCO_IMAGES
 
 
 @pytest.fixture(scope="module")

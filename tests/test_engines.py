@@ -14,7 +14,7 @@ from posekit.engines import BackendUnavailable, engine_class, load_engine
 from posekit.engines.inductor import AOTInductorEngine, InductorEngine, compile_aoti, padded_batch
 from posekit.engines.torch_eager import TorchEagerEngine
 from posekit.ops.movenet import decode_movenet
-from tests.conftest import COCO_ANN, MODELS
+from paths import COCO_ANN, MODELS
 
 # Inductor / AOTInductor compile C++ on the CPU: about a minute each on 2 idle cores, far more on a
 # loaded machine. They pass here (run with POSEKIT_SLOW=1); the default suite leaves them out.

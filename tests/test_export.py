@@ -18,7 +18,7 @@ from posekit.engines.onnxruntime import OnnxRuntimeEngine
 from posekit.ops.movenet import decode_movenet
 from posekit.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 from tests import movenet_crops as mc
-from tests.conftest import MODELS, ROOT
+from paths import MODELS, ROOT
 
 KEYPOINT_ATOL_PX = 0.5
 SCORE_ATOL = 1e-3
@@ -184,7 +184,7 @@ def test_yolox_exports_through_the_same_path(tmp_path):
     # The yolox engineer's module (merged from main): the export is generic over registered networks.
     import cv2
 
-    from tests.conftest import COCO_IMAGES
+    from paths import COCO_IMAGES
 
     report = export_mod.export_onnx("yolox-nano", tmp_path / "yolox.onnx")
     meta = report.metadata

@@ -11,7 +11,7 @@ from posekit.gpu_pipeline import (GpuPosePipeline, box_iou_torch, cluster_nms, c
                                   letterbox_torch)
 from posekit.ops.boxes import box_iou, nms
 from posekit.ops.crop import affine_crop, letterbox
-from tests.conftest import DEMO_VIDEO
+from paths import DEMO_VIDEO
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from posekit.io import (InputError, JsonLinesWriter, VideoSink, atomic_path, exp
 from posekit.structures import Poses
 
 from badinputs import GOOD_JPEG, IMAGE_CASES, make
-from conftest import COCO_IMAGES, DEMO_VIDEO
+from paths import COCO_IMAGES, DEMO_VIDEO
 
 
 @pytest.mark.parametrize("kind", list(IMAGE_CASES))

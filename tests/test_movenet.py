@@ -15,7 +15,7 @@ from posekit.models import build
 from posekit.models.movenet import ArchitectureMismatch, decode_movenet_torch, load_checked, tfjs_state_dict
 from posekit.ops.movenet import decode_movenet
 from tests import movenet_crops as mc
-from tests.conftest import MODELS
+from paths import MODELS
 
 KEYPOINT_ATOL_PX = 0.5
 SCORE_ATOL = 1e-3

@@ -12,7 +12,7 @@ from posekit.ops.oks import oks
 from posekit.pipeline import PERSON_SCORES, PoseEstimator
 
 from badinputs import shared_models, GOOD_JPEG, make
-from conftest import COCO_ANN, COCO_IMAGES
+from paths import COCO_ANN, COCO_IMAGES
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from posekit.compare import real_inputs, run_batched
 from posekit.engines import load_engine
 from posekit.ops.boxes import box_iou
 from posekit.quantize import QuantOptions, output_errors, quantize_onnx
-from tests.conftest import COCO_ANN, MODELS
+from paths import COCO_ANN, MODELS
 
 
 @pytest.fixture(scope="module")

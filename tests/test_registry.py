@@ -1,7 +1,7 @@
 import pytest
 
 from posekit import registry
-from tests.conftest import MODELS
+from paths import MODELS
 
 
 def test_every_entry_names_source_licence_and_accuracy():

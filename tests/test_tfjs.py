@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from posekit.tfjs import TfjsFormatError, load_graph_model
-from tests.conftest import MODELS
+from paths import MODELS
 
 
 @pytest.mark.parametrize("variant, size, stem", [("thunder", 256, 56), ("lightning", 192, 32)])

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import COCO_ANN, ROOT
+from paths import COCO_ANN, ROOT
+from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
 from posekit.tracking import PoseTracker
 from posekit.tracking.metrics import evaluate_tracking, hota
-from posekit.tracking.posetrack import JsonLinesWriter, PoseTrackWriter, read_tracks
+from posekit.tracking.posetrack import PoseTrackWriter, frame_record, read_tracks
 from synthetic_tracks import load_people, scenes
 
 
@@ -115,7 +116,7 @@ def scene_files(tmp_path_factory):
                 w.add(pred[t])
         with JsonLinesWriter(out / f"{name}.pred.jsonl") as w:
             for t in sorted(pred):
-                w.write(pred[t], timestamp=t / 30, image_size=(1280, 720))
+                w.write(frame_record(t, pred[t], timestamp=t / 30, image_size=(1280, 720)))
         files[name] = (out / f"{name}.gt.json", out / f"{name}.pred.json", out / f"{name}.pred.jsonl",
                        evaluate_tracking(gt, pred), gt, pred)
     return files
@@ -145,9 +146,20 @@ def test_writers_leave_nothing_behind_on_failure(tmp_path):
             raise RuntimeError("the video broke")
     with pytest.raises(RuntimeError):
         with JsonLinesWriter(tmp_path / "a.jsonl") as w:
-            w.write(frame([A], [1]))
+            w.write(frame_record(0, frame([A], [1])))
             raise RuntimeError("the video broke")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writers_rename_into_place_with_usual_permissions(tmp_path):
+    with PoseTrackWriter(tmp_path / "a.json") as w, JsonLinesWriter(tmp_path / "a.jsonl") as lines:
+        w.add(frame([A], [1]))
+        lines.write(frame_record(0, frame([A], [1])))
+        assert not (tmp_path / "a.json").exists() and not (tmp_path / "a.jsonl").exists()  # not until complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.jsonl"]
+    for path in tmp_path.iterdir():  # readable by others, not mkstemp's 0600
+        assert path.stat().st_mode & 0o044 == 0o044, path
+    assert [t.track_ids.tolist() for t in read_tracks(tmp_path / "a.jsonl").values()] == [[1]]
 
 
 @pytest.mark.parametrize("content, message", [

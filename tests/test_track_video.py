@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import DEMO_VIDEO, MODELS, ROOT, _session_cache
+from paths import DEMO_VIDEO, MODELS, ROOT, session_cache
 from posekit.ops.boxes import box_iou
 from posekit.tracking.posetrack import read_tracks
 
@@ -26,7 +26,7 @@ def _cli(*args, cache=None, timeout=600):
 def demo_tracked(tmp_path_factory):
     out = tmp_path_factory.mktemp("track-demo")
     # The session's model cache, so the MoveNet export is built once for the whole suite.
-    r = _cli("track", str(DEMO_VIDEO), "--out", str(out), cache=_session_cache(tmp_path_factory))
+    r = _cli("track", str(DEMO_VIDEO), "--out", str(out), cache=session_cache(tmp_path_factory))
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import COCO_ANN
+from paths import COCO_ANN
 from posekit.structures import Poses
 from posekit.tracking import OneEuroFilter, PoseTracker
 from posekit.tracking.kalman import BoxKalman

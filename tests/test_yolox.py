@@ -18,7 +18,7 @@ from posekit import models, registry  # noqa: E402
 from posekit.models.yolox import YOLOX, YOLOXWeightsError, decode_yolox_torch, load_checkpoint, load_onnx  # noqa: E402
 from posekit.ops.boxes import box_iou  # noqa: E402
 from posekit.ops.yolox import decode_yolox, postprocess_yolox  # noqa: E402
-from tests.conftest import COCO_ANN, COCO_IMAGES, MODELS  # noqa: E402
+from paths import COCO_ANN, COCO_IMAGES, MODELS  # noqa: E402
 
 NANO_ONNX = MODELS / "yolox-nano-416.onnx"
 SIZE = 416

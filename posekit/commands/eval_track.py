@@ -9,7 +9,6 @@ formats may differ). Frames are matched by their order in each file; detections 
 from __future__ import annotations
 
 import argparse
-import json
 
 SHOWN = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "Frag", "MOTP", "precision", "recall", "FP", "FN",
          "GT_tracks", "pred_tracks", "frames")
@@ -26,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from posekit.tracking.metrics import evaluate_tracking
-    from posekit.tracking.posetrack import AtomicFile, read_tracks
+    from posekit.io import write_json
+    from posekit.tracking.posetrack import read_tracks
 
     gt = read_tracks(args.gt)
     pred = read_tracks(args.pred)
@@ -43,6 +43,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         # NaN (e.g. MOTP with no match at all) is not JSON: write null.
         clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
-        with AtomicFile(args.json) as f:
-            json.dump(clean, f, indent=2)
+        write_json(args.json, clean, indent=2)
     return 0

@@ -2,6 +2,11 @@
 
 Weights are found by explicit path, then the folder named by POSEKIT_MODELS, then the cache
 (POSEKIT_CACHE or ~/.cache/posekit), then downloaded from the official source.
+
+Behind a proxy or offline, set POSEKIT_MIRROR=http://host/path to a server laid out like a
+models folder: files are then fetched as <mirror>/<relative path> (e.g.
+<mirror>/movenet-thunder/model.json) instead of from the official hosts, checksums verified
+as usual. A failed download names the file, the URL, the reason and where to put it by hand.
 """
 
 from __future__ import annotations

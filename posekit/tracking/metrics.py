@@ -158,18 +158,22 @@ def evaluate_tracking(gt: Mapping[int, Poses], pred: Mapping[int, Poses], *, mat
         raise ValueError(f"expected a match threshold in (0, 1], got {threshold}")
     if not any(len(p) for p in gt.values()):
         raise ValueError("the ground truth holds no person: MOTA, IDF1 and HOTA are undefined")
-    acc = mm.MOTAccumulator(auto_id=False)
-    per_frame = []
-    for frame, g, p, sim in _frames(gt, pred, match):
-        dist = np.where(sim >= threshold, 1.0 - sim, np.nan)
-        acc.update(g.tolist(), p.tolist(), dist, frameid=frame)
-        per_frame.append((g, p, sim))
+    # motmetrics takes the first assignment solver it finds installed (lap before scipy); scipy is
+    # always there, so the scores (ties included) do not depend on what else is installed.
+    with mm.lap.set_default_solver("scipy"):
+        acc = mm.MOTAccumulator(auto_id=False)
+        per_frame = []
+        for frame, g, p, sim in _frames(gt, pred, match):
+            dist = np.where(sim >= threshold, 1.0 - sim, np.nan)
+            acc.update(g.tolist(), p.tolist(), dist, frameid=frame)
+            per_frame.append((g, p, sim))
     names = {"mota": "MOTA", "motp": "MOTP", "idf1": "IDF1", "idp": "IDP", "idr": "IDR",
              "num_switches": "IDSW", "num_fragmentations": "Frag", "precision": "precision",
              "recall": "recall", "num_false_positives": "FP", "num_misses": "FN", "num_objects": "GT",
              "num_predictions": "predictions", "num_unique_objects": "GT_tracks",
              "mostly_tracked": "MT", "mostly_lost": "ML", "num_frames": "frames"}
-    summary = mm.metrics.create().compute(acc, metrics=list(names), name="sequence")
+    with mm.lap.set_default_solver("scipy"):  # IDF1 solves a global assignment too
+        summary = mm.metrics.create().compute(acc, metrics=list(names), name="sequence")
     out: dict[str, float] = {}
     for key, name in names.items():
         value = summary[key].iloc[0]

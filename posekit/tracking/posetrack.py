@@ -1,6 +1,7 @@
 """Tracked poses on disk: PoseTrack 2018/21 JSON (what the official poseval tools score) and
-per-frame JSON Lines. Both are written under a temporary name and renamed when complete, so a
-crash never leaves a file that looks finished.
+per-frame JSON Lines records (`frame_record`, written with `posekit.io.JsonLinesWriter`). Both are
+written under a temporary name and renamed when complete (`posekit.io.atomic_path`), so a crash
+never leaves a file that looks finished.
 
 PoseTrack JSON (one video per file):
   images:      [{id, frame_id, file_name, vid_id, nframes, is_labeled, width, height}]
@@ -18,12 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
+from posekit.io import write_json
 from posekit.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 from posekit.structures import Poses
 
@@ -34,39 +34,6 @@ POSETRACK_CATEGORY = {
     "keypoints": list(COCO_KEYPOINTS),
     "skeleton": [[a + 1, b + 1] for a, b in COCO_SKELETON],
 }
-
-
-class AtomicFile:
-    """A text file written under a temporary name beside `path`: `commit()` renames it into
-    place, `discard()` removes it. Used as a context manager it commits only on a clean exit."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        self._tmp = Path(tmp)
-        self.file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
-
-    def commit(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-            os.replace(self._tmp, self.path)
-
-    def discard(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-            self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> IO[str]:
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
 
 
 def _r(values: np.ndarray, digits: int = 2) -> list:
@@ -123,8 +90,7 @@ class PoseTrackWriter:
         return {"images": self._images, "annotations": self._annotations, "categories": [POSETRACK_CATEGORY]}
 
     def close(self) -> None:
-        with AtomicFile(self.path) as f:
-            json.dump(self.document(), f)
+        write_json(self.path, self.document())
 
     def __enter__(self) -> "PoseTrackWriter":
         return self
@@ -136,7 +102,7 @@ class PoseTrackWriter:
 
 def frame_record(frame: int, poses: Poses, *, timestamp: float | None = None,
                  image_size: tuple[int, int] | None = None, file_name: str | None = None) -> dict:
-    """One JSON Lines record."""
+    """One JSON Lines record; write it with `posekit.io.JsonLinesWriter`."""
     record: dict = {"frame": int(frame)}
     if timestamp is not None:
         record["timestamp"] = round(float(timestamp), 6)
@@ -155,35 +121,6 @@ def frame_record(frame: int, poses: Poses, *, timestamp: float | None = None,
         people.append(person)
     record["poses"] = people
     return record
-
-
-class JsonLinesWriter:
-    """Per-frame JSON Lines, written to a temporary file and renamed on a clean close."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._out = AtomicFile(self.path)
-        self.frames = 0
-
-    def write(self, poses: Poses, **fields) -> None:
-        """Append one frame (numbered in order from 0); fields: timestamp, image_size, file_name."""
-        self._out.file.write(json.dumps(frame_record(self.frames, poses, **fields)) + "\n")
-        self.frames += 1
-
-    def close(self) -> None:
-        self._out.commit()
-
-    def discard(self) -> None:
-        self._out.discard()
-
-    def __enter__(self) -> "JsonLinesWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()
 
 
 # -- reading -------------------------------------------------------------------------------------

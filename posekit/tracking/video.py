@@ -8,6 +8,7 @@ that fails half-way (truncated, unreadable) leaves no output that looks complete
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
@@ -17,8 +18,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
-from posekit.tracking.posetrack import JsonLinesWriter, PoseTrackWriter
+from posekit.tracking.posetrack import PoseTrackWriter, frame_record
 from posekit.tracking.tracker import PoseTracker
 
 logger = logging.getLogger(__name__)
@@ -119,36 +121,31 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     jsonl_path, posetrack_path = out_dir / f"{stem}.jsonl", out_dir / f"{stem}.posetrack.json"
     video_path = out_dir / f"{stem}.mp4" if render else None
     frames = 0
-    with JsonLinesWriter(jsonl_path) as jsonl, PoseTrackWriter(posetrack_path, vid_id=vid_id) as posetrack:
-        sink = VideoSink(video_path, fps=fps).__enter__() if render else None
-        try:
-            for poses in estimator.stream(_frames(source, pending)):
-                image = pending.popleft()
-                h, w = image.shape[:2]
-                if size is not None and (w, h) != size:
-                    changes += 1
-                    logger.warning("%s: frame %d is %dx%d, earlier frames %dx%d; rescaling the tracks",
-                                   source, frames, w, h, *size)
-                    trails.rescale(w / size[0], h / size[1])
-                size = (w, h)
-                first_size = first_size or size
-                timestamp = frames / fps
-                tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
-                ids.update(tracked.track_ids.tolist())
-                file_name = f"{name}/{frames:06d}.jpg"
-                jsonl.write(tracked, timestamp=timestamp, image_size=size, file_name=file_name)
-                posetrack.add(tracked, file_name=file_name, image_size=size)
-                if sink is not None:
-                    sink.write(_render(image, tracked, trails, first_size))
-                frames += 1
-                if max_frames is not None and frames >= max_frames:
-                    break
-        except BaseException as exc:
+    # The render closes (or, on an error, deletes its temporary) before the JSON files do.
+    render_to = VideoSink(video_path, fps=fps) if render else contextlib.nullcontext()
+    with JsonLinesWriter(jsonl_path) as jsonl, PoseTrackWriter(posetrack_path, vid_id=vid_id) as posetrack, \
+            render_to as sink:
+        for poses in estimator.stream(_frames(source, pending)):
+            image = pending.popleft()
+            h, w = image.shape[:2]
+            if size is not None and (w, h) != size:
+                changes += 1
+                logger.warning("%s: frame %d is %dx%d, earlier frames %dx%d; rescaling the tracks",
+                               source, frames, w, h, *size)
+                trails.rescale(w / size[0], h / size[1])
+            size = (w, h)
+            first_size = first_size or size
+            timestamp = frames / fps
+            tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
+            ids.update(tracked.track_ids.tolist())
+            file_name = f"{name}/{frames:06d}.jpg"
+            jsonl.write(frame_record(frames, tracked, timestamp=timestamp, image_size=size, file_name=file_name))
+            posetrack.add(tracked, file_name=file_name, image_size=size)
             if sink is not None:
-                sink.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        if sink is not None:
-            sink.__exit__(None, None, None)
+                sink.write(_render(image, tracked, trails, first_size))
+            frames += 1
+            if max_frames is not None and frames >= max_frames:
+                break
     logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
     return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes)
 
