@@ -317,6 +317,8 @@ def download_file(wf: WeightFile, dest: Path, timeout: float = 60.0) -> Path:
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
             raise WeightsNotFound(_download_failed(wf, url, member, dest, exc)) from exc
         if member is not None:
+            if not zipfile.is_zipfile(tmp):  # e.g. a proxy's HTML page where the archive should be
+                raise WeightsNotFound(_download_failed(wf, url, member, dest, ValueError("not a zip archive")))
             with zipfile.ZipFile(tmp) as archive:
                 matches = [m for m in archive.namelist() if m == member or m.endswith("/" + member)]
                 if not matches:

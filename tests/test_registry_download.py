@@ -82,6 +82,7 @@ def _leftovers(folder: Path) -> list[str]:
         ("rtmdet.zip", RTMDET.sha256, "end2end.onnx", RTMDET.sha256, None),
         ("rtmdet.zip", "0" * 64, "end2end.onnx", None, registry.ChecksumMismatch),
         ("empty.zip", RTMDET.sha256, "end2end.onnx", None, registry.WeightsNotFound),
+        ("movenet-lightning.json", RTMDET.sha256, "end2end.onnx", None, registry.WeightsNotFound),  # not a zip
         ("missing.json", None, None, None, registry.WeightsNotFound),  # HTTP 404
         ("short.json", None, None, None, registry.WeightsNotFound),  # fewer bytes than announced
     ],
