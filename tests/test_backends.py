@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from badinputs import shared_models
-from conftest import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
+from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
 
 # one skier, three people, a crowd of eleven
 IMAGES = [COCO_IMAGES / f"{n:012d}.jpg" for n in (785, 40083, 163746)]
