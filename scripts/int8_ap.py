@@ -88,9 +88,28 @@ def ap(pose, detector) -> dict:
     return {"AP": report["detector"]["AP"], "AP50": report["detector"]["AP50"], "AP_gt": report["gt"]["AP"]}
 
 
+def speed(fp32, int8, x, calls: int = 150) -> dict:
+    """Batch-1 latency, FP32 and INT8 calls alternating; the 10th percentile of each, so that load
+    from other processes on a shared machine (which only ever adds time) mostly drops out."""
+    import time as clock
+
+    for engine in (fp32, int8):
+        for _ in range(5):
+            engine(x)
+    per = {"fp32": [], "int8": []}
+    for _ in range(calls):
+        for name, engine in (("fp32", fp32), ("int8", int8)):
+            t = clock.perf_counter()
+            engine(x)
+            per[name].append((clock.perf_counter() - t) * 1000)
+    a, b = (float(np.percentile(per[k], 10)) for k in ("fp32", "int8"))
+    return {"fp32_ms": a, "int8_ms": b, "speedup": a / b}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--only", help="comma-separated variants (default all)")
+    p.add_argument("--speed", action="store_true", help="also time FP32 vs the variant at batch 1, interleaved")
     p.add_argument("--diagnose", action="store_true")
     p.add_argument("--json", help="append rows to this JSON-lines file")
     args = p.parse_args()
@@ -117,6 +136,10 @@ def main() -> int:
     first_conv = next(n.name for n in nodes if n.op_type == "Conv")
     stem = tuple(n.name for n in nodes[: nodes.index(next(n for n in nodes if n.name == first_conv)) + 1])
     fpn = tuple(n.name for n in nodes if n.name.startswith(("/lateral.", "/smooth.", "/Resize", "/Add")))
+    blocks = sorted({n.name.split("/")[1] for n in nodes if n.name.startswith("/blocks.")}, key=lambda b: int(b.split(".")[1]))
+    tail = tuple(n.name for n in nodes if n.name.split("/")[1:2] and n.name.split("/")[1] in blocks[-3:] + ["last"])
+    smooth = tuple(n for n in fpn if n.startswith("/smooth."))
+    no_out = {"OpTypesToExcludeOutputQuantization": ["Sigmoid", "Conv"]}
     base = dict(op_types=None)
     variants = {
         "default": ("gt", QuantOptions(**base)),
@@ -127,6 +150,16 @@ def main() -> int:
         "fpn-float": ("gt", QuantOptions(**base, exclude_nodes=fpn)),
         "heads+stem-float": ("gt", QuantOptions(**base, exclude_nodes=head_nodes + stem)),
         "no-out-quant": ("gt", QuantOptions(**base, extra={"OpTypesToExcludeOutputQuantization": ["Sigmoid", "Conv"]})),
+        "fpn+ma": ("gt", QuantOptions(**base, exclude_nodes=fpn, extra={"CalibMovingAverage": True})),
+        "fpn+ma+no-out": ("gt", QuantOptions(**base, exclude_nodes=fpn, extra={"CalibMovingAverage": True, **no_out})),
+        "ma+no-out": ("gt", QuantOptions(**base, extra={"CalibMovingAverage": True, **no_out})),
+        "fpn+no-out": ("gt", QuantOptions(**base, exclude_nodes=fpn, extra=no_out)),
+        "smooth+ma+no-out": ("gt", QuantOptions(**base, exclude_nodes=smooth, extra={"CalibMovingAverage": True, **no_out})),
+        "ma-det+no-out": ("gt+det", QuantOptions(**base, extra={"CalibMovingAverage": True, **no_out})),
+        "fpn+heads+ma": ("gt", QuantOptions(**base, exclude_nodes=fpn + head_nodes, extra={"CalibMovingAverage": True})),
+        "fpn+ma-det": ("gt+det", QuantOptions(**base, exclude_nodes=fpn, extra={"CalibMovingAverage": True})),
+        "fpn+ma-all": ("gt+flip+det", QuantOptions(**base, exclude_nodes=fpn, extra={"CalibMovingAverage": True})),
+        "fpn+tail+ma": ("gt", QuantOptions(**base, exclude_nodes=fpn + tail, extra={"CalibMovingAverage": True})),
         "calib-flip": ("gt+flip", QuantOptions(**base)),
         "calib-det": ("gt+det", QuantOptions(**base)),
         "calib-all": ("gt+flip+det", QuantOptions(**base)),
@@ -158,6 +191,8 @@ def main() -> int:
                 row = {"variant": label, "calib": f"{calib_name} ({len(sets[calib_name])})",
                        "quantise_s": round(time.perf_counter() - t0, 1), **ap(q, detector),
                        **_keypoint_error(MODEL, ref, run_batched(q.engine, held, 8))}
+                if args.speed:
+                    row.update(speed(fp32.engine, q.engine, held[:1]))
                 if args.diagnose:
                     row["AP_fp32_where_int8_scores"] = ap(Hybrid(fp32, q), detector)["AP"]
                     row["AP_int8_where_fp32_scores"] = ap(Hybrid(q, fp32), detector)["AP"]
