@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 ENTRY = "entry.json"
 # Bumped whenever how an artefact is made changes (so old cache entries count as stale).
-BUILD_FORMAT = 4  # 4: INT8 pose models keep the FPN and heads in float, moving-average calibration
+BUILD_FORMAT = 4  # 4: INT8 pose models keep the stem, FPN and heads in float, moving-average calibration
 COCO_MINI_ANNOTATIONS = "person_keypoints_val2017_mini.json"
 
 
@@ -212,15 +212,17 @@ def calibration_set(model: str, onnx_path: Path, limit: int = 64):
     return calibration_inputs(registry.get(model), tensor, annotations_path(), limit)
 
 
-# Kept in float in INT8 pose models: the FPN (lateral 1x1 convs, upsampling, adds, smoothing
-# convs) and the four heads. They are where 8-bit rounding moves keypoints; the backbone, ~90% of
-# the time, stays INT8. scripts/int8_ap.py measures the AP of each choice (BENCHMARKS.md).
-POSE_FLOAT_PREFIXES = ("/lateral.", "/smooth.", "/Resize", "/Add", "/centre/", "/heatmaps/", "/regression/", "/offsets/")
+# Kept in float in INT8 pose models: the stem (input normalisation and first conv), the FPN
+# (lateral 1x1 convs, upsampling, adds, smoothing convs) and the four heads. The FPN and heads are
+# where 8-bit rounding moves keypoints; the backbone, ~90% of the time, stays INT8.
+# scripts/int8_ap.py measures the AP of each choice (BENCHMARKS.md).
+POSE_FLOAT_PREFIXES = ("/Mul", "/Sub", "/stem/", "/lateral.", "/smooth.", "/Resize", "/Add",
+                       "/centre/", "/heatmaps/", "/regression/", "/offsets/")
 
 
 def int8_options(model: str, source: Path):
     """The INT8 quantisation of `model`: for a pose model every op is quantised (Add, Resize,
-    Concat too: far more accurate than Conv alone) except the FPN and heads, with activation ranges
+    Concat too: far more accurate than Conv alone) except the stem, FPN and heads, with activation ranges
     averaged over the calibration crops (CalibMovingAverage) rather than their extremes."""
     from posekit.quantize import QuantOptions
 
