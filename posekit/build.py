@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 ENTRY = "entry.json"
 # Bumped whenever how an artefact is made changes (so old cache entries count as stale).
-BUILD_FORMAT = 3
+BUILD_FORMAT = 4  # 4: INT8 pose models keep the stem, FPN and heads in float, moving-average calibration
 COCO_MINI_ANNOTATIONS = "person_keypoints_val2017_mini.json"
 
 
@@ -212,14 +212,35 @@ def calibration_set(model: str, onnx_path: Path, limit: int = 64):
     return calibration_inputs(registry.get(model), tensor, annotations_path(), limit)
 
 
+# Kept in float in INT8 pose models: the stem (input normalisation and first conv), the FPN
+# (lateral 1x1 convs, upsampling, adds, smoothing convs) and the four heads. The FPN and heads are
+# where 8-bit rounding moves keypoints; the backbone, ~90% of the time, stays INT8.
+# scripts/int8_ap.py measures the AP of each choice (BENCHMARKS.md).
+POSE_FLOAT_PREFIXES = ("/Mul", "/Sub", "/stem/", "/lateral.", "/smooth.", "/Resize", "/Add",
+                       "/centre/", "/heatmaps/", "/regression/", "/offsets/")
+
+
+def int8_options(model: str, source: Path):
+    """The INT8 quantisation of `model`: for a pose model every op is quantised (Add, Resize,
+    Concat too: far more accurate than Conv alone) except the stem, FPN and heads, with activation ranges
+    averaged over the calibration crops (CalibMovingAverage) rather than their extremes."""
+    from posekit.quantize import QuantOptions
+
+    if registry.get(model).task != "pose":
+        return QuantOptions()
+    import onnx
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    keep = tuple(n.name for n in graph.node if n.name.startswith(POSE_FLOAT_PREFIXES))
+    return QuantOptions(op_types=None, exclude_nodes=keep, extra={"CalibMovingAverage": True})
+
+
 def _build_onnxruntime(request: BuildRequest, force: bool) -> Path:
     source = source_onnx(request.model)
     if request.precision == "int8":
-        from posekit.quantize import QuantOptions, quantize_onnx
+        from posekit.quantize import quantize_onnx
 
-        # MoveNet keeps far more of its accuracy with every op quantised (Add/Resize/Concat too)
-        # than with Conv alone (scripts/int8_options.py measures each option).
-        options = QuantOptions(op_types=None) if registry.get(request.model).task == "pose" else QuantOptions()
+        options = int8_options(request.model, source)
 
         def make(path: Path) -> None:
             quantize_onnx(source, path, calibration_set(request.model, source), options)

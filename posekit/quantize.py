@@ -31,6 +31,8 @@ class QuantOptions:
     op_types:        only these op types are quantised (None: ORT's default set)
     exclude_nodes:   node names left in float (e.g. the first conv and the output head)
     calibrate:       "MinMax", "Entropy" or "Percentile"
+    float_outputs:   drop the QuantizeLinear/DequantizeLinear pair in front of each graph output,
+                     so outputs (e.g. sigmoid heatmaps, whose small values rank keypoints) stay float
     """
 
     quant_format: str = "QDQ"
@@ -41,6 +43,7 @@ class QuantOptions:
     op_types: tuple[str, ...] | None = ("Conv", "MatMul")
     exclude_nodes: tuple[str, ...] = ()
     calibrate: str = "MinMax"
+    float_outputs: bool = False
     extra: dict = field(default_factory=dict)
 
     def label(self) -> str:
@@ -54,6 +57,10 @@ class QuantOptions:
             parts.append(f"exclude {len(self.exclude_nodes)} nodes")
         if self.op_types:
             parts.append("+".join(self.op_types))
+        if self.float_outputs:
+            parts.append("float outputs")
+        if self.extra:
+            parts.append(", ".join(f"{k}={v}" for k, v in sorted(self.extra.items())))
         return ", ".join(parts)
 
 
@@ -139,9 +146,36 @@ def quantize_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, ca
             calibrate_method=getattr(CalibrationMethod, options.calibrate),
             extra_options=dict(options.extra),
         )
+        if options.float_outputs:
+            onnx.save(float_outputs(onnx.load(str(partial))), str(partial))
         os.replace(partial, out_path)
     log.info("quantised %s -> %s (%s)", model_path, out_path, options.label())
     return out_path
+
+
+def float_outputs(model):
+    """`model` (a QDQ ModelProto, changed in place) without the QuantizeLinear -> DequantizeLinear
+    pair that feeds each graph output: the output is then the float tensor the pair rounded."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    dropped = []
+    for output in graph.output:
+        dq = producer.get(output.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or consumers.get(q.output[0], 0) != 1:
+            continue
+        source = producer.get(q.input[0])
+        if source is None or consumers.get(q.input[0], 0) != 1:
+            continue  # a graph input, or a float tensor others read too: leave the pair
+        source.output[list(source.output).index(q.input[0])] = output.name
+        dropped += [q, dq]
+    for node in dropped:
+        graph.node.remove(node)
+    return model
 
 
 def output_errors(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> list[dict]:
