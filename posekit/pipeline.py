@@ -176,7 +176,8 @@ class PoseEstimator:
     On the CPU, big batches cost more per crop (MoveNet-Thunder, 1 ORT thread: 20 ms CPU per
     crop at batch 1-2, 30 ms at 16, measured here), so the CPU defaults keep batches small and
     get their speed from `workers` single-threaded calls running at once; batching pays on GPUs.
-    workers:             threads running chunks of frames at once in `stream`
+    workers:             threads running chunks of frames at once in `stream` (3: on 2 cores, 2
+                         workers kept 1.6 cores busy and 3 kept 1.95, measured with bench_pipeline)
     threads:             ONNX Runtime intra-op threads per engine (None: 1 when workers > 1)
     """
 
@@ -185,7 +186,7 @@ class PoseEstimator:
                  det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
                  crop_scale: float = 1.25, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
                  oks_threshold: float | None = 0.8, min_score: float = 0.0, batch: int | None = None,
-                 frames_per_batch: int | None = None, workers: int = 2, threads: int | None = None) -> None:
+                 frames_per_batch: int | None = None, workers: int = 3, threads: int | None = None) -> None:
         from posekit.detectors import Detector
 
         if person_score not in PERSON_SCORES:

@@ -15,11 +15,19 @@ def _bench_pipeline(args: argparse.Namespace) -> dict:
     from posekit.baseline import bench_pipeline
     from posekit.pipeline import PoseEstimator
 
+    # One posekit row per detector threshold and pose-model precision (fp32: the float ONNX;
+    # int8: the cached INT8 build), all timed in the same run as the plain loop.
+    precisions = args.precisions.split(",")
     estimators = {}
     for threshold in args.det_threshold:
-        label = "posekit" if len(args.det_threshold) == 1 else f"posekit det>={threshold:g}"
-        estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
-                                          det_score_threshold=threshold)
+        for precision in precisions:
+            label = "posekit"
+            if len(args.det_threshold) > 1:
+                label += f" det>={threshold:g}"
+            if len(precisions) > 1 or precision != "fp32":
+                label += f" {precision}"
+            estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
+                                              det_score_threshold=threshold, precision=precision)
     return bench_pipeline(args.images, args.ann, estimators, repeat=args.repeat)
 
 
@@ -72,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=3, help="timed passes; the fastest counts (default %(default)s)")
     p.add_argument("--det", default="rtmdet-nano-person", help="posekit's detector (default %(default)s)")
     p.add_argument("--pose", default="movenet-thunder", help="posekit's pose model (default %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="posekit's worker threads (default %(default)s)")
+    p.add_argument("--workers", type=int, default=3, help="posekit's worker threads (default %(default)s)")
     p.add_argument("--det-threshold", type=float, nargs="+", default=[0.2], metavar="T",
                    help="posekit's detector score threshold; several values time one posekit row each "
                         "(0.3 gives posekit the plain loop's boxes; default %(default)s)")
@@ -80,7 +88,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
     engines.add_argument("--backends", default="onnxruntime",
                          help="comma-separated BACKEND[:PRECISION]; the first is the reference (default %(default)s)")
-    engines.add_argument("--precisions", default="fp32", help="for backends given without one (default %(default)s)")
+    engines.add_argument("--precisions", default="fp32",
+                         help="for backends given without one; with --stage pipeline, the pose model's "
+                              "precisions, one posekit row each, e.g. fp32,int8 (default %(default)s)")
     engines.add_argument("--batches", default="1,8", help="batch sizes (default %(default)s)")
     engines.add_argument("--device", default="cpu")
     engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pose NMS: drop a person whose OKS with a better one exceeds this; 0 turns it off (default %(default)s)")
     p.add_argument("--min-score", type=float, default=0.0,
                    help="drop people whose person score (box x mean keypoint score) is below this (default %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="threads running frames at once (default %(default)s)")
+    p.add_argument("--workers", type=int, default=3, help="threads running frames at once (default %(default)s)")
     p.add_argument("--track", action="store_true",
                    help="track people through each video: a track_id per person, one colour per ID")
     from posekit.commands.track import add_tracker_arguments
