@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -133,32 +134,24 @@ def _infer_video(estimator: Any, source: Any, out: Path, vis: bool, summary: Inf
     written = []
     fps = video_fps(handle)
     tracker = make_tracker(fps) if make_tracker is not None else None
-    sink = VideoSink(out / "vis" / f"{stem}.mp4", fps) if vis else None
+    render = VideoSink(out / "vis" / f"{stem}.mp4", fps) if vis else contextlib.nullcontext()
     # The JSON Lines file and the render are renamed into place only if the whole video decodes;
     # a truncated video raises InputError out of both contexts, which delete their temporaries.
-    with JsonLinesWriter(out / f"{stem}.jsonl") as lines:
-        if sink is not None:
-            sink.__enter__()
-        try:
-            for frame, poses in _run(estimator, iter_video(handle)):
-                if tracker is not None:
-                    h, w = frame.image.shape[:2]
-                    poses = tracker.update(poses, timestamp=frame.index / fps, image_size=(w, h))
-                summary.frames += 1
-                summary.people += len(poses)
-                lines.write({"frame": frame.index, "source": frame.source,
-                             "people": poses_to_coco(poses)})
-                if sink is not None:
-                    from posekit.draw import draw_poses
-
-                    sink.write(draw_poses(frame.image, poses, copy=False))
-        except BaseException as exc:
+    with JsonLinesWriter(out / f"{stem}.jsonl") as lines, render as sink:
+        for frame, poses in _run(estimator, iter_video(handle)):
+            if tracker is not None:
+                h, w = frame.image.shape[:2]
+                poses = tracker.update(poses, timestamp=frame.index / fps, image_size=(w, h))
+            summary.frames += 1
+            summary.people += len(poses)
+            lines.write({"frame": frame.index, "source": frame.source,
+                         "people": poses_to_coco(poses)})
             if sink is not None:
-                sink.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        if sink is not None:
-            sink.__exit__(None, None, None)
-            written.append(str(sink.path))
+                from posekit.draw import draw_poses
+
+                sink.write(draw_poses(frame.image, poses, copy=False))
+    if sink is not None:
+        written.append(str(sink.path))
     written.append(str(lines.path))
     return written
 
