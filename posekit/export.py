@@ -36,6 +36,8 @@ ASSET_IMAGE = Path(__file__).resolve().parent / "assets" / "person.jpg"
 CHECK_ATOL = 1e-3
 CHECK_RTOL = 1e-3
 
+SPATIAL = ("fixed", "dynamic")
+
 
 class ExportCheckFailed(RuntimeError):
     """The exported ONNX does not reproduce the torch module on the check image."""
@@ -82,7 +84,7 @@ def check_image(spec: registry.ModelSpec, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def _metadata(spec, model, output_names, checksums, batch, opset, fp16) -> dict[str, str]:
+def _metadata(spec, model, output_names, checksums, batch, opset, fp16, spatial="fixed") -> dict[str, str]:
     from posekit import __version__
 
     meta = {
@@ -99,6 +101,9 @@ def _metadata(spec, model, output_names, checksums, batch, opset, fp16) -> dict[
         "posekit.source_sha256": json.dumps(checksums),
         "posekit.source_checksum": _combined(checksums),
         "posekit.batch": str(batch),
+        # "dynamic": any height and width that are multiples of posekit.input_multiple
+        "posekit.spatial": spatial,
+        "posekit.input_multiple": "32",
         "posekit.opset": str(opset),
         "posekit.fp16_weights": str(bool(fp16)).lower(),
         "posekit.version": __version__,
@@ -119,11 +124,15 @@ def export_onnx(
     weights: str | os.PathLike | None = None,
     download: bool = True,
     simplify: bool = True,
+    spatial: str = "fixed",
 ) -> ExportReport:
     """Export registry entry `name` to the ONNX file `out`, checked against torch, written atomically.
 
-    batch:  "dynamic" for a batch axis of any size, or an int for a static batch
-    fp16:   store the weights as float16 (computed in float32 after a Cast: half the file size)
+    batch:   "dynamic" for a batch axis of any size, or an int for a static batch
+    fp16:    store the weights as float16 (computed in float32 after a Cast: half the file size)
+    spatial: "fixed" for the registry's input size; "dynamic" (pose models) for any height and
+             width that are multiples of 32, so a crop can follow a person's shape: a standing
+             person fits a 256x128 input, half the work of 256x256. Checked at both shapes.
     """
     import onnx
     import torch
@@ -133,6 +142,10 @@ def export_onnx(
     if batch != "dynamic" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
     spec = registry.get(name)
+    if spatial not in SPATIAL:
+        raise ValueError(f"spatial must be one of {', '.join(SPATIAL)}, got {spatial!r}")
+    if spatial == "dynamic" and spec.task != "pose":
+        raise ValueError(f"{name}: only pose models export with dynamic height and width; {name} is a {spec.task}")
     model = build(name, weights=weights, download=download)
     # The builder knows which files it read (YOLOX may prefer a .pth); else the registry's lookup.
     paths = getattr(model, "source_files", None) or weight_paths(name, weights, download)
@@ -154,7 +167,8 @@ def export_onnx(
     tmp = Path(tmp_name)
     _default_permissions(tmp)
     try:
-        dynamic_axes = {n: {0: "batch"} for n in ("images", *output_names)} if batch == "dynamic" else None
+        axes = ({0: "batch"} if batch == "dynamic" else {}) | ({2: "height", 3: "width"} if spatial == "dynamic" else {})
+        dynamic_axes = {n: dict(axes) for n in ("images", *output_names)} if axes else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings about shapes
             torch.onnx.export(
@@ -166,12 +180,17 @@ def export_onnx(
             proto = _slim(proto, name)
         if fp16:
             proto = _fp16_weights(proto)
-        for key, value in _metadata(spec, model, output_names, checksums, batch, opset, fp16).items():
+        for key, value in _metadata(spec, model, output_names, checksums, batch, opset, fp16, spatial).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         diffs = _check(tmp, example.numpy(), [e.numpy() for e in expected], output_names, name)
+        if spatial == "dynamic":  # the same graph at a person-shaped input: height 256, width 128
+            h, w = spec.input_size
+            narrow = torch.from_numpy(np.ascontiguousarray(example.numpy()[:, :, :, (w - w // 2) // 2 : (w + w // 2) // 2]))
+            narrow_expected = _run_torch(_round_weights_to_fp16(model) if fp16 else model, narrow)
+            _check(tmp, narrow.numpy(), [e.numpy() for e in narrow_expected], output_names, name)
         # The measured agreement goes into the file too, so a user can read what was verified.
         proto = onnx.load(str(tmp))
         record = {"image": "posekit/assets/person.jpg", "max_abs_diff_vs_torch": diffs,
@@ -278,22 +297,23 @@ def _check(path: Path, images: np.ndarray, expected: list[np.ndarray], output_na
 
 
 def onnx_cache_path(name: str, batch: int | str = "dynamic", opset: int = 17, fp16: bool = False,
-                    download: bool = True) -> Path:
+                    download: bool = True, spatial: str = "fixed") -> Path:
     """Where `ensure_onnx` keeps this export: named by the weights' checksum and the options."""
     checksums = source_checksum(registry.find_weights(name, download=download))
-    tag = f"{name}-{_combined(checksums)[:16]}-b{batch}-op{opset}" + ("-fp16" if fp16 else "")
+    tag = (f"{name}-{_combined(checksums)[:16]}-b{batch}-op{opset}" + ("-fp16" if fp16 else "")
+           + ("-hwdynamic" if spatial == "dynamic" else ""))
     return registry.cache_dir() / "onnx" / f"{tag}.onnx"
 
 
 def ensure_onnx(name: str, batch: int | str = "dynamic", opset: int = 17, fp16: bool = False,
-                download: bool = True) -> Path:
+                download: bool = True, spatial: str = "fixed") -> Path:
     """The cached ONNX export of `name`, exported (and checked) on first use.
 
     A changed weight file has a different checksum, hence a different cache name: it re-exports.
     """
-    path = onnx_cache_path(name, batch=batch, opset=opset, fp16=fp16, download=download)
+    path = onnx_cache_path(name, batch=batch, opset=opset, fp16=fp16, download=download, spatial=spatial)
     if path.is_file():
         return path
     log.info("exporting %s to %s (first use)", name, path)
-    export_onnx(name, path, batch=batch, opset=opset, fp16=fp16, download=download)
+    export_onnx(name, path, batch=batch, opset=opset, fp16=fp16, download=download, spatial=spatial)
     return path

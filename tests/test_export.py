@@ -207,3 +207,51 @@ def test_yolox_exports_through_the_same_path(tmp_path):
         for group in (slice(0, 4), slice(4, 5), slice(5, 85)):  # box terms, objectness, classes
             err = np.abs(row[..., group] - expected[0][..., group]).max() / np.abs(expected[0][..., group]).max()
             assert err <= 1e-4, (group, err)
+
+
+def test_dynamic_height_and_width(exports, tmp_path, monkeypatch):
+    """spatial="dynamic": one graph for every height and width that are multiples of 32. At the
+    model's own size it is still Google's MoveNet; at person-shaped sizes it is the torch module."""
+    import torch
+
+    from posekit.models import build
+
+    monkeypatch.setenv("POSEKIT_CACHE", str(exports["cache"]))
+    path = export_mod.ensure_onnx("movenet-lightning", spatial="dynamic")
+    assert path.name.endswith("-bdynamic-op17-hwdynamic.onnx") and path != exports["lightning"]
+    engine = OnnxRuntimeEngine(path)
+    assert engine.inputs[0].shape == (None, 3, None, None)
+    assert engine.metadata["posekit.spatial"] == "dynamic" and engine.metadata["posekit.input_multiple"] == "32"
+    keys = tuple((a, False) for a in mc.EDGE_IDS)
+    keypoints, scores = decode_movenet(*engine(mc.nchw(mc.crops("lightning", keys))))
+    ref_kp, ref_scores = mc.reference("lightning", keys)
+    np.testing.assert_allclose(keypoints, ref_kp, atol=KEYPOINT_ATOL_PX, rtol=0)
+    np.testing.assert_allclose(scores, ref_scores, atol=SCORE_ATOL, rtol=0)
+    module = build("movenet-lightning")
+    crops = mc.nchw(mc.crops("lightning", keys[:3]))
+    for h, w in [(192, 96), (96, 192), (160, 128)]:
+        x = np.ascontiguousarray(crops[:, :, :h, :w])
+        with torch.no_grad():
+            want = [t.numpy() for t in module(torch.from_numpy(x))]
+        got = engine(x)
+        assert got[1].shape == (3, 17, h // 4, w // 4)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-3)
+    # a fixed export keeps its one size
+    assert OnnxRuntimeEngine(exports["lightning"]).inputs[0].shape == (None, 3, 192, 192)
+
+
+def test_dynamic_size_is_for_pose_models(tmp_path):
+    with pytest.raises(ValueError, match="only pose models export with dynamic height and width"):
+        export_mod.export_onnx("yolox-nano", tmp_path / "x.onnx", spatial="dynamic")
+    with pytest.raises(ValueError, match="spatial must be one of fixed, dynamic"):
+        export_mod.export_onnx("movenet-lightning", tmp_path / "x.onnx", spatial="any")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_dynamic_size_export(tmp_path):
+    out = tmp_path / "any.onnx"
+    result = _cli("export", "movenet-lightning", "--out", str(out), "--spatial", "dynamic")
+    assert result.returncode == 0, result.stderr
+    assert "any height and width (multiples of 32)" in result.stdout
+    assert OnnxRuntimeEngine(out).inputs[0].shape == (None, 3, None, None)

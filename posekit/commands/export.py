@@ -6,6 +6,7 @@ props: input size, colour order, normalisation, keypoints, skeleton, outputs, so
 
   posekit export movenet-thunder --out thunder.onnx
   posekit export movenet-lightning --out lightning-b8.onnx --batch 8 --fp16
+  posekit export movenet-thunder --out thunder-any-size.onnx --spatial dynamic
 """
 
 from __future__ import annotations
@@ -33,15 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16", action="store_true", help="store the weights as float16 (half the file)")
     p.add_argument("--weights", help="explicit weight file or folder (default: the registry's search order)")
     p.add_argument("--no-slim", action="store_true", help="skip the onnxslim clean-up")
+    p.add_argument("--spatial", choices=("fixed", "dynamic"), default="fixed",
+                   help="'fixed' (default): the model's input size; 'dynamic' (pose models): any height and "
+                        "width that are multiples of 32, for crops shaped like the person (what posekit's "
+                        "CPU pipeline runs)")
 
 
 def run(args: argparse.Namespace) -> int:
     from posekit.export import export_onnx
 
     report = export_onnx(args.name, args.out, batch=args.batch, opset=args.opset, fp16=args.fp16,
-                         weights=args.weights, simplify=not args.no_slim)
+                         weights=args.weights, simplify=not args.no_slim, spatial=args.spatial)
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in report.max_abs_diff.items())
-    print(f"wrote {report.path} (batch {report.batch}); max |onnx - torch| on the check image: {diffs}")
+    shape = ", any height and width (multiples of 32)" if args.spatial == "dynamic" else ""
+    print(f"wrote {report.path} (batch {report.batch}{shape}); max |onnx - torch| on the check image: {diffs}")
     if report.fp16_rounding is not None:
         change = ", ".join(f"{k} {v:.2g}" for k, v in report.fp16_rounding.items())
         print(f"float16 weights change the outputs by at most: {change} (versus float32 weights)")
