@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from posekit.ops.crop import affine_crop, crop_regions, crop_to_image, letterbox
+from posekit.ops.crop import affine_crop, crop_regions, crop_to_image, letterbox, fit_input_sizes
 
 from paths import COCO_IMAGES
 
@@ -101,3 +101,36 @@ def test_crop_to_image_rejects_mismatched_points():
     _, t = affine_crop(np.zeros((50, 50, 3), np.uint8), np.array([[0, 0, 10, 10]], np.float32), (64, 64))
     with pytest.raises(ValueError, match=r"expected \(1, K, 2\) points, got \(2, 17, 2\)"):
         crop_to_image(np.zeros((2, 17, 2)), t)
+
+
+# --- crops shaped like the person ------------------------------------------------------------------
+
+@pytest.mark.parametrize("box, expected", [
+    ((0, 0, 200, 500), (256, 128)),   # standing, big: full height, half the width
+    ((0, 0, 500, 200), (128, 256)),   # lying: the same, turned
+    ((0, 0, 300, 300), (256, 256)),   # square: as before
+    ((0, 0, 280, 400), (256, 192)),   # 0.7 aspect: 179 px of width, rounded up to 192
+    ((0, 0, 40, 100), (192, 96)),     # small (a 125 px window): run at 192, never blown up to 256
+    ((0, 0, 10, 100), (192, 96)),     # a sliver: at least half the long side
+    ((0, 0, 150, 160), (224, 224)),   # a 200 px window: the next multiple of 32 up, 224
+])
+def test_fit_input_sizes(box, expected):
+    assert tuple(fit_input_sizes(np.array([box], np.float32), (256, 256))[0]) == expected
+
+
+def test_fit_windows_keep_the_square_crops_margin():
+    """Every fitted input is a multiple of 32 inside the model's size, and the crop window it gives
+    holds the box with at least the `scale` margin on both sides, as a square crop does."""
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 500, (500, 2))
+    wh = np.exp(rng.uniform(np.log(4), np.log(900), (500, 2)))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    sizes = fit_input_sizes(boxes, (256, 256), scale=1.25)
+    assert (sizes % 32 == 0).all() and (sizes >= 96).all() and (sizes <= 256).all()
+    for box, size in zip(boxes, sizes):
+        t = crop_regions(box[None], tuple(size), 1.25)
+        window = t.scales[0] * size[::-1]  # width, height in image pixels
+        assert (window >= 1.25 * (box[2:] - box[:2]) - 1e-3).all()
+        # the long side: the window's, rounded up to 32, between 192 and the model's 256
+        expected = np.clip(np.ceil(1.25 * (box[2:] - box[:2]).max() / 32) * 32, 192, 256)
+        assert size.max() == expected

@@ -110,3 +110,40 @@ def crop_to_image(points: np.ndarray, transform: CropTransform) -> np.ndarray:
     if points.ndim != 3 or points.shape[0] != len(transform) or points.shape[2] != 2:
         raise ValueError(f"expected ({len(transform)}, K, 2) points, got {points.shape}")
     return points * transform.scales[:, None, None] + transform.origins[:, None, :]
+
+
+def fit_input_sizes(boxes: np.ndarray, size: tuple[int, int], scale: float = 1.25, multiple: int = 32,
+                    min_fraction: float = 0.5, min_long: float = 0.75) -> np.ndarray:
+    """A network input shaped and sized like each person's crop, for fully convolutional pose
+    models that take any height and width (multiples of `multiple`).
+
+    - Shape: the box's longer side gets the long side of the input; the other side is just wide
+      enough for the box's aspect ratio, rounded up, and at least `min_fraction` of the long
+      side. A standing person (1:2.5) runs at 256x128 instead of 256x256, half the work.
+    - Size: the crop is never blown up beyond `multiple` pixels more than the person's window
+      (`scale` x the box), nor run below `min_long` of the model's input side. A person 100
+      pixels tall (a 125-pixel window) runs at 192 (not 256) x 96-128: upsampling adds no detail.
+
+    `crop_regions` then grows each window to its input's aspect ratio, so every person keeps the
+    margin of a square crop or more. `size` is the model's (height, width); returns (N, 2) int
+    (height, width) per box.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    full_h, full_w = size
+    bw = np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+    bh = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+
+    def up(value: np.ndarray | float) -> np.ndarray:
+        return (np.ceil(np.asarray(value, np.float64) / multiple) * multiple).astype(int)
+
+    def fit(long_px: np.ndarray, full_long: int, full_short: int, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(long, short) input sides for windows `long_px` long with short/long = `ratio`."""
+        long_side = np.clip(up(long_px), up(min_long * full_long), full_long)
+        short_side = np.clip(up(long_side * ratio), up(min_fraction * long_side), full_short * long_side // full_long)
+        return long_side, short_side
+
+    # A box taller than the input's aspect ratio sets the height; a wider one the width.
+    tall = bh * full_w >= bw * full_h
+    th, tw = fit(scale * bh, full_h, full_w, bw / bh)
+    ww, wh = fit(scale * bw, full_w, full_h, bh / bw)
+    return np.stack([np.where(tall, th, wh), np.where(tall, tw, ww)], 1).astype(int)

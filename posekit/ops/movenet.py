@@ -15,12 +15,15 @@ that ties and near-ties break exactly as in the reference graph.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # float16-rounded 1.8, as stored in the TF.js graph (add_5/y)
 DISTANCE_BIAS = float(np.float16(1.8))
 
 
+@functools.lru_cache(maxsize=64)
 def centre_weight(height: int, width: int) -> np.ndarray:
     """(H, W) float32: 1 / (distance of each cell from (H/2, W/2) + 1.8), rounded to float16 as stored.
 
@@ -30,7 +33,9 @@ def centre_weight(height: int, width: int) -> np.ndarray:
     """
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     distance = np.sqrt((y - height / 2) ** 2 + (x - width / 2) ** 2)
-    return (1.0 / (distance + np.float32(1.8))).astype(np.float16).astype(np.float32)
+    table = (1.0 / (distance + np.float32(1.8))).astype(np.float16).astype(np.float32)
+    table.flags.writeable = False  # cached: one table per heatmap size, shared by every call
+    return table
 
 
 def cell_scale(cells: int) -> np.float32:
