@@ -21,9 +21,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from posekit import registry
-from posekit.ops.crop import affine_crop, crop_to_image
+from posekit.ops.crop import affine_crop, crop_to_image, fit_input_sizes
 from posekit.ops.oks import oks_nms
-from posekit.structures import Poses
+
+from posekit.structures import NUM_KEYPOINTS, Poses
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ class MoveNetOnnx:
         self._normalise = bool(np.any(self.mean != 0) or np.any(self.std != 1))
         self.name = name
 
+    @property
+    def any_size(self) -> bool:
+        """Whether the engine takes any input height and width (a `spatial="dynamic"` export)."""
+        shape = self.engine.inputs[0].shape
+        return len(shape) == 4 and shape[2] is None and shape[3] is None
+
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from posekit.ops.movenet import decode_movenet
 
@@ -84,8 +91,12 @@ class MoveNetOnnx:
         outputs = self.engine(x)
         named = dict(zip(self.engine.output_names, outputs))
         heads = [named[n] for n in _MOVENET_HEADS] if all(n in named for n in _MOVENET_HEADS) else outputs
-        keypoints, scores = decode_movenet(*heads, input_size=self.input_size)
+        keypoints, scores = decode_movenet(*heads, input_size=crops.shape[1:3])
         return np.asarray(keypoints, np.float32), np.asarray(scores, np.float32)
+
+
+# how PoseEstimator shapes person crops (see its docstring)
+CROP_SHAPES = ("fit", "square")
 
 
 def _box_score(poses: Poses, visible: np.ndarray) -> np.ndarray:
@@ -162,11 +173,19 @@ class PoseEstimator:
     pose:                pose registry name (or a model object: ``model(crops) -> (keypoints, scores)``)
     det_score_threshold: detector boxes below are dropped
     crop_scale:          crop side = `crop_scale` x the box's longer side (after matching the input aspect)
+    crop_shape:          "fit": each crop shaped and sized like its person (a standing person runs at
+                         256x128, about half the work of 256x256; a small one at 192 rather than
+                         blown up to 256; see `fit_input_sizes`), for pose models on engines that
+                         take any input size (ONNX Runtime); "square": every crop at the model's size.
+                         "fit" falls back to "square" on engines with a fixed input size.
     person_score:        "box", "keypoints" (mean visible keypoint score) or "box*keypoints"
     keypoint_threshold:  a keypoint scoring above this counts as visible for the person score
     oks_threshold:       pose NMS: drop a person whose OKS with a better one is above; None: off
     backend, precision:  the pose model's engine: "onnxruntime" fp32 (the float export) or int8
-                         (a cached, calibrated build), or any backend/precision posekit.build makes
+                         (a cached build, calibrated on the crops shipped in posekit/assets), or any
+                         backend/precision posekit.build makes. precision None: `default_precision`,
+                         int8 for ONNX Runtime on the CPU (AP 0.698 vs fp32's 0.708 on the shared
+                         COCO images, 1.6x the speed; BENCHMARKS.md), fp32 elsewhere
     det_precision:       the detector's precision on the same backend (default fp32: INT8 RTMDet
                          measured slower and less accurate than fp32)
     batch:               most crops per pose engine call (None: 2 on the CPU, 32 on a GPU)
@@ -182,15 +201,18 @@ class PoseEstimator:
     """
 
     def __init__(self, det: Any = "rtmdet-nano-person", pose: Any = "movenet-thunder", device: str = "cpu",
-                 backend: str = "onnxruntime", precision: str = "fp32", det_precision: str = "fp32",
+                 backend: str = "onnxruntime", precision: str | None = None, det_precision: str = "fp32",
                  det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
-                 crop_scale: float = 1.25, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
+                 crop_scale: float = 1.25, crop_shape: str = "fit", person_score: str = "box*keypoints",
+                 keypoint_threshold: float = 0.2,
                  oks_threshold: float | None = 0.8, min_score: float = 0.0, batch: int | None = None,
                  frames_per_batch: int | None = None, workers: int = 3, threads: int | None = None) -> None:
         from posekit.detectors import Detector
 
         if person_score not in PERSON_SCORES:
             raise ValueError(f"unknown person_score {person_score!r}; use one of {', '.join(PERSON_SCORES)}")
+        if crop_shape not in CROP_SHAPES:
+            raise ValueError(f"unknown crop_shape {crop_shape!r}; use one of {', '.join(CROP_SHAPES)}")
         on_cpu = device == "cpu"
         batch = batch if batch is not None else (2 if on_cpu else 32)
         frames_per_batch = frames_per_batch if frames_per_batch is not None else (1 if on_cpu else 4)
@@ -201,8 +223,12 @@ class PoseEstimator:
         self.detector = det if isinstance(det, Detector) else Detector(
             det, device=device, backend=backend, precision=det_precision, score_threshold=det_score_threshold,
             iou_threshold=det_iou_threshold, threads=threads)
-        self.pose = _pose_model(pose, device, backend, precision, threads)
+        self.precision = precision or default_precision(backend, device)
+        self.pose = _pose_model(pose, device, backend, self.precision, threads)
         self.crop_scale = float(crop_scale)
+        self.crop_shape = crop_shape if getattr(self.pose, "any_size", False) else "square"
+        if crop_shape != self.crop_shape:
+            log.debug("%s takes one input size: square crops", self.pose)
         self.person_score = person_score
         self.keypoint_threshold = float(keypoint_threshold)
         self.oks_threshold = oks_threshold
@@ -226,21 +252,36 @@ class PoseEstimator:
         return self.estimate_boxes(images, self.detector.detect_batch(images))
 
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
-        """Keypoints for given person boxes (e.g. ground-truth boxes): one pose batch for all images."""
-        crops, transforms = [], []
-        for image, found in zip(images, people):
-            c, t = affine_crop(_as_bgr(image), found.boxes, self.pose.input_size, self.crop_scale)
-            crops.append(c)
-            transforms.append(t)
-        all_crops = np.concatenate(crops) if crops else np.zeros((0, *self.pose.input_size, 3), np.uint8)
-        keypoints, scores = self._run_pose(all_crops)
-        out, start = [], 0
-        for found, transform in zip(people, transforms):
-            n = len(found)
-            k = crop_to_image(keypoints[start : start + n], transform)
-            out.append(self._finish(found.replace(keypoints=k, keypoint_scores=scores[start : start + n])))
-            start += n
-        return out
+        """Keypoints for given person boxes (e.g. ground-truth boxes): the crops of all images
+        together, one pose batch per crop shape."""
+        images = [_as_bgr(image) for image in images]
+        shapes = [self._input_shapes(found.boxes) for found in people]
+        keypoints = [np.zeros((len(found), NUM_KEYPOINTS, 2), np.float32) for found in people]
+        scores = [np.zeros((len(found), NUM_KEYPOINTS), np.float32) for found in people]
+        distinct = {tuple(int(v) for v in row) for s in shapes for row in s}
+        for shape in sorted(distinct, reverse=True):
+            crops, owners = [], []
+            for i, (image, found, s) in enumerate(zip(images, people, shapes)):
+                rows = np.flatnonzero((s == shape).all(1))
+                if len(rows):
+                    c, transform = affine_crop(image, found.boxes[rows], shape, self.crop_scale)
+                    crops.append(c)
+                    owners.append((i, rows, transform))
+            k, p = self._run_pose(np.concatenate(crops))
+            start = 0
+            for i, rows, transform in owners:
+                end = start + len(rows)
+                keypoints[i][rows] = crop_to_image(k[start:end], transform)
+                scores[i][rows] = p[start:end]
+                start = end
+        return [self._finish(found.replace(keypoints=k, keypoint_scores=p))
+                for found, k, p in zip(people, keypoints, scores)]
+
+    def _input_shapes(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 2) pose input (height, width) per box: the model's size, or shaped like the box."""
+        if self.crop_shape == "fit":
+            return fit_input_sizes(boxes, self.pose.input_size, self.crop_scale)
+        return np.tile(np.asarray(self.pose.input_size, int), (len(boxes), 1))
 
     def _run_pose(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         step = min(self.batch, self.pose.max_batch or self.batch)
@@ -343,6 +384,12 @@ def _prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
 
 # --- one factory for infer / eval / track -------------------------------------------------------
 
+def default_precision(backend: str, device: str = "cpu") -> str:
+    """The pose model's precision when none is asked for: int8 for ONNX Runtime on the CPU (the
+    cached calibrated build), fp32 everywhere else."""
+    return "int8" if backend == "onnxruntime" and device == "cpu" else "fp32"
+
+
 def _estimator_pipeline(det: str, pose: str, device: str, backend: str, precision: str, **options: Any) -> Any:
     return PoseEstimator(det=det, pose=pose, device=device, backend=backend, precision=precision, **options)
 
@@ -414,7 +461,7 @@ def check_backend(backend: str, precision: str) -> None:
 
 
 def make_estimator(det: str | None = None, pose: str = "movenet-thunder", device: str = "cpu",
-                   backend: str = "onnxruntime", precision: str = "fp32", **options: Any) -> Any:
+                   backend: str = "onnxruntime", precision: str | None = None, **options: Any) -> Any:
     """The pose pipeline for `backend` and `precision` (what `posekit infer`, `eval` and `track` run).
 
     onnxruntime / tensorrt: `PoseEstimator`, its pose model on that engine (int8 and the other
@@ -426,6 +473,7 @@ def make_estimator(det: str | None = None, pose: str = "movenet-thunder", device
     workers, ...); the torch pipeline takes det_score_threshold, oks_threshold, min_score and
     frames_per_batch.
     """
+    precision = precision or default_precision(backend, device)
     check_backend(backend, precision)
     _precisions, default_det, make, _what = PIPELINE_BACKENDS[backend]
     return make(det or default_det, pose, device, backend, precision, **options)
