@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 ENTRY = "entry.json"
 # Bumped whenever how an artefact is made changes (so old cache entries count as stale).
-BUILD_FORMAT = 4  # 4: INT8 pose models keep the stem, FPN and heads in float, moving-average calibration
+# 4: INT8 pose models keep the stem, FPN and heads in float, moving-average calibration
+# 5: ONNX Runtime pose engines take any height and width (crops shaped like the person); INT8 pose
+#    models are calibrated on the packaged crops (posekit/assets/calibration-crops.jpg)
+BUILD_FORMAT = 5
 COCO_MINI_ANNOTATIONS = "person_keypoints_val2017_mini.json"
 
 
@@ -99,7 +102,10 @@ def _device_kind(device: str) -> str:
 def cache_key(request: BuildRequest, libraries: Sequence[str]) -> dict[str, Any]:
     from posekit import __version__
 
+    calibration = {"calibration_sha256": registry.sha256sum(calibration_source(request.model))} \
+        if request.precision == "int8" else {}
     return {
+        **calibration,
         "model": request.model,
         "source_sha256": source_checksum(request.model),
         "backend": request.backend,
@@ -154,10 +160,11 @@ def cached_artefact(request: BuildRequest, libraries: Sequence[str], filename: s
     if not force:
         artefact, why = check_entry(folder, key)
         if artefact is not None:
-            log.info("cached %s", artefact)
+            log.debug("cached %s", artefact)
             return artefact
         if why != "no entry":
             log.warning("rebuilding %s: %s", folder, why)
+    log.info("building %s %s %s (first use, kept in %s)", request.model, request.backend, request.precision, folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
@@ -178,20 +185,29 @@ def cached_artefact(request: BuildRequest, libraries: Sequence[str], filename: s
 
 # --- source ONNX ---------------------------------------------------------------------------------
 
-def source_onnx(model: str) -> Path:
-    """The float ONNX an engine is built from: a detector's registry file, or the pose export."""
+def source_onnx(model: str, spatial: str = "fixed") -> Path:
+    """The float ONNX an engine is built from: a detector's registry file, or the pose export
+    (spatial "dynamic": any input height and width, see `posekit.export.export_onnx`)."""
     spec = registry.get(model)
     if spec.format == "onnx":
         return registry.find_weights(model)[0]
     from posekit.export import ensure_onnx
 
-    return Path(ensure_onnx(model))
+    return Path(ensure_onnx(model, spatial=spatial))
+
+
+def onnxruntime_source(model: str) -> Path:
+    """What ONNX Runtime runs: pose models take any height and width (ORT handles the shapes at
+    run time), so the pipeline can feed crops shaped like the person; detectors as registered."""
+    return source_onnx(model, "dynamic" if registry.get(model).task == "pose" else "fixed")
 
 
 # --- builders, one per backend -------------------------------------------------------------------
 
 def annotations_path() -> Path:
-    """The annotated images calibration crops come from: POSEKIT_CALIBRATION, or the shared mini set."""
+    """Annotated images (a COCO person-keypoints JSON with images/ beside it): POSEKIT_CALIBRATION,
+    or the shared mini set. Detectors calibrate on these images; `posekit compare` and the
+    benchmarks take their real inputs from them."""
     value = os.environ.get("POSEKIT_CALIBRATION")
     if value:
         return Path(value)
@@ -204,12 +220,27 @@ def annotations_path() -> Path:
                             "person-keypoints JSON whose images/ folder sits beside it")
 
 
+def calibration_source(model: str) -> Path:
+    """What INT8 `model` is calibrated on: POSEKIT_CALIBRATION (a COCO person-keypoints JSON) when
+    set; else, for a pose model, the person crops shipped with posekit, and for a detector the
+    annotated images of `annotations_path`."""
+    from posekit.calibration import CALIBRATION_CROPS
+
+    if os.environ.get("POSEKIT_CALIBRATION") or registry.get(model).task != "pose":
+        return annotations_path()
+    return CALIBRATION_CROPS
+
+
 def calibration_set(model: str, onnx_path: Path, limit: int = 64):
-    from posekit.calibration import calibration_inputs
+    from posekit.calibration import CALIBRATION_CROPS, calibration_inputs, packaged_crops, to_network_input
     from posekit.engines.onnxruntime import OnnxRuntimeEngine
 
     tensor = OnnxRuntimeEngine(onnx_path).inputs[0]
-    return calibration_inputs(registry.get(model), tensor, annotations_path(), limit)
+    spec = registry.get(model)
+    source = calibration_source(model)
+    if source == CALIBRATION_CROPS:
+        return to_network_input(packaged_crops(spec.input_size)[:limit], spec, tensor)
+    return calibration_inputs(spec, tensor, source, limit)
 
 
 # Kept in float in INT8 pose models: the stem (input normalisation and first conv), the FPN
@@ -236,7 +267,7 @@ def int8_options(model: str, source: Path):
 
 
 def _build_onnxruntime(request: BuildRequest, force: bool) -> Path:
-    source = source_onnx(request.model)
+    source = onnxruntime_source(request.model)
     if request.precision == "int8":
         from posekit.quantize import quantize_onnx
 

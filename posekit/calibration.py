@@ -17,6 +17,11 @@ import numpy as np
 from posekit.engines import TensorSpec
 from posekit.registry import ModelSpec
 
+# Person crops shipped with posekit for calibrating INT8 pose models (scripts/make_calibration_crops.py
+# cuts them from MMPose's demo video, which none of the COCO images AP is measured on comes from).
+CALIBRATION_CROPS = Path(__file__).resolve().parent / "assets" / "calibration-crops.jpg"
+CROP_SIZE = 256  # each tile of the mosaic is a CROP_SIZE x CROP_SIZE square crop
+
 
 def _imread(path: Path) -> np.ndarray:
     import cv2
@@ -97,6 +102,24 @@ def person_crops(annotations: str | os.PathLike, size: tuple[int, int], limit: i
     if not crops:
         raise ValueError(f"{annotations}: no person box to crop")
     return np.stack(crops[:limit])
+
+
+def packaged_crops(size: tuple[int, int], path: Path = CALIBRATION_CROPS) -> np.ndarray:
+    """(N, h, w, 3) BGR uint8: the shipped calibration crops, resized to `size` (all-black tiles,
+    the mosaic's unused cells, are left out)."""
+    import cv2
+
+    mosaic = _imread(path)
+    rows, columns = mosaic.shape[0] // CROP_SIZE, mosaic.shape[1] // CROP_SIZE
+    tiles = [mosaic[r * CROP_SIZE : (r + 1) * CROP_SIZE, c * CROP_SIZE : (c + 1) * CROP_SIZE]
+             for r in range(rows) for c in range(columns)]
+    tiles = [t for t in tiles if t.max() > 16]  # JPEG leaves a little noise in the empty cells
+    if not tiles:
+        raise ValueError(f"{path}: no crop in the calibration mosaic")
+    h, w = size
+    if (h, w) != (CROP_SIZE, CROP_SIZE):
+        tiles = [cv2.resize(t, (w, h), interpolation=cv2.INTER_AREA) for t in tiles]
+    return np.stack(tiles)
 
 
 def letterboxed_frames(images: Sequence[str | os.PathLike], size: tuple[int, int], pad: int = 114) -> np.ndarray:

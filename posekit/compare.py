@@ -43,9 +43,9 @@ def make_engine(model: str, backend: str, precision: str = "fp32", device: str =
         options.setdefault("output_names", getattr(sys.modules[type(module).__module__], "OUTPUT_NAMES", ()))
         return cls(module, device=device, precision=precision, **options)
     if backend == "onnxruntime" and precision == "fp32":
-        from posekit.build import source_onnx
+        from posekit.build import onnxruntime_source
 
-        return cls(source_onnx(model), device=device, **options)
+        return cls(onnxruntime_source(model), device=device, **options)
     from posekit.build import load
 
     low, high = min(batch_sizes), max(batch_sizes)
