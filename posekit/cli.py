@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # First-use work (exporting a model, building an engine) takes seconds: always say so.
+    for name in ("posekit.export", "posekit.build"):
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -17,17 +17,22 @@ def _bench_pipeline(args: argparse.Namespace) -> dict:
 
     # One posekit row per detector threshold and pose-model precision (fp32: the float ONNX;
     # int8: the cached INT8 build), all timed in the same run as the plain loop.
-    precisions = args.precisions.split(",")
+    precisions = (args.precisions or "int8").split(",")
+    shapes = args.crop_shapes.split(",")
     estimators = {}
     for threshold in args.det_threshold:
         for precision in precisions:
-            label = "posekit"
-            if len(args.det_threshold) > 1:
-                label += f" det>={threshold:g}"
-            if len(precisions) > 1 or precision != "fp32":
-                label += f" {precision}"
-            estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
-                                              det_score_threshold=threshold, precision=precision)
+            for shape in shapes:
+                label = "posekit"
+                if len(args.det_threshold) > 1:
+                    label += f" det>={threshold:g}"
+                if len(precisions) > 1 or precision != "int8":
+                    label += f" {precision}"
+                if len(shapes) > 1 or shape != "fit":
+                    label += f" {shape}"
+                estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
+                                                  det_score_threshold=threshold, precision=precision,
+                                                  crop_shape=shape)
     return bench_pipeline(args.images, args.ann, estimators, repeat=args.repeat)
 
 
@@ -51,7 +56,7 @@ def _bench_engines(args: argparse.Namespace) -> dict:
     if args.ann is None:
         raise ValueError(f"--stage {args.stage} cuts its inputs from annotated images: pass --ann")
     options = {"onnxruntime": {"threads": args.threads}} if args.threads else {}
-    rows = run_stage_benchmark(args.stage, args.model, args.backends.split(","), args.precisions.split(","),
+    rows = run_stage_benchmark(args.stage, args.model, args.backends.split(","), (args.precisions or "fp32").split(","),
                                [int(b) for b in args.batches.split(",")], args.device, args.ann,
                                repeat=args.repeat_calls, engine_options=options)
     return {"rows": rows}
@@ -84,13 +89,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det-threshold", type=float, nargs="+", default=[0.2], metavar="T",
                    help="posekit's detector score threshold; several values time one posekit row each "
                         "(0.3 gives posekit the plain loop's boxes; default %(default)s)")
+    p.add_argument("--crop-shapes", default="fit", metavar="S",
+                   help="posekit's crop shapes, comma-separated, one posekit row each: fit (shaped like the "
+                        "person) or square (default %(default)s)")
     engines = p.add_argument_group("--stage det / pose (engines on real crops / frames cut from --images)")
     engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
     engines.add_argument("--backends", default="onnxruntime",
                          help="comma-separated BACKEND[:PRECISION]; the first is the reference (default %(default)s)")
-    engines.add_argument("--precisions", default="fp32",
-                         help="for backends given without one; with --stage pipeline, the pose model's "
-                              "precisions, one posekit row each, e.g. fp32,int8 (default %(default)s)")
+    engines.add_argument("--precisions",
+                         help="for backends given without one (default fp32); with --stage pipeline, the "
+                              "pose model's precisions, one posekit row each, e.g. int8,fp32 (default int8, "
+                              "the CPU pipeline's default)")
     engines.add_argument("--batches", default="1,8", help="batch sizes (default %(default)s)")
     engines.add_argument("--device", default="cpu")
     engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
