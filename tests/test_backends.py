@@ -109,7 +109,7 @@ def test_help_explains_backends(command):
     result = posekit(command, "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    for words in ("--backend NAME", "(default onnxruntime)", "int8", "tensorrt", "torch / inductor",
+    for words in ("--backend NAME", "(default onnxruntime)", "int8", "tensorrt", "torch / inductor", "--crop-shape {fit,square}",
                   "(default: int8 for onnxruntime on the CPU, fp32 otherwise)",
                   "INT8 RTMDet measured slower and less accurate"):
         assert words in text, words

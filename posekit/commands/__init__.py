@@ -25,11 +25,18 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     """--backend and --precision, shared by infer, eval and track."""
     p.add_argument("--backend", default="onnxruntime", metavar="NAME", help=BACKEND_HELP)
     p.add_argument("--precision", default=None, metavar="P", help=PRECISION_HELP)
+    p.add_argument("--crop-shape", choices=("fit", "square"), default="fit",
+                   help="person crops for the pose model (default %(default)s): fit = shaped and sized like "
+                        "the person (a standing person runs at 256x128, half the work of a square crop; "
+                        "engines that take any input size, i.e. onnxruntime), square = the model's input "
+                        "size for everyone (what other tools do)")
 
 
 def make_estimator(args: argparse.Namespace, **options):
     """The pipeline the arguments ask for (posekit.pipeline.make_estimator); refused combinations raise ValueError."""
     from posekit.pipeline import make_estimator as make
 
+    if args.crop_shape != "fit":  # the all-torch pipeline always crops square on the device
+        options["crop_shape"] = args.crop_shape
     return make(det=args.det, pose=args.pose, device=args.device, backend=args.backend,
                 precision=args.precision, **options)
