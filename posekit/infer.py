@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from posekit.io import (Frame, InputError, JsonLinesWriter, VideoSink, expand_inputs, image_ids, iter_video,
-                        poses_to_coco, read_image, video_fps, write_image, write_json)
+                        output_names, poses_to_coco, read_image, video_fps, write_image, write_json)
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +75,28 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     out.mkdir(parents=True, exist_ok=True)
     bar = _progress_bar(progress, len(sources))
 
-    images = [s for s in sources if s.kind == "image"]
-    videos = [s for s in sources if s.kind != "image"]
+    # output names: distinct even when two folders hold the same file name
+    named = list(zip(sources, output_names(sources)))
+    images = [(s, name) for s, name in named if s.kind == "image"]
+    videos = [(s, name) for s, name in named if s.kind != "image"]
     if images:
         results: list[dict] = []
-        for frame, poses in _run(estimator, _read_images(images, summary)):
-            name = Path(frame.source).name
+        for (name, frame), poses in _run(estimator, _read_images(images, summary)):
             summary.images += 1
             summary.frames += 1
             summary.people += len(poses)
-            if ann is not None and name not in ids:
+            image_id = ids.get(Path(name).name)
+            if ann is not None and image_id is None:
                 log.warning("%s: not named in %s; written without image_id", frame.source, ann)
-            results.extend(poses_to_coco(poses, ids.get(name), name))
+            results.extend(poses_to_coco(poses, image_id, name))
             if vis:
                 _write_render(out / "vis" / name, frame.image, poses)
             bar.update(1)
         summary.outputs.append(str(write_json(out / "results.json", results)))
-    for source in videos:
+    for source, name in videos:
         summary.videos += 1
         try:
-            summary.outputs.extend(_infer_video(estimator, source, out, vis, summary, tracker))
+            summary.outputs.extend(_infer_video(estimator, source, name, out, vis, summary, tracker))
         except InputError as exc:
             log.warning("%s", exc)
             summary.failures.append(str(exc))
@@ -104,33 +106,36 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     return summary
 
 
-def _run(estimator: Any, frames: Iterator[Frame]) -> Iterator[tuple[Frame, Any]]:
-    """Pair each frame with its poses; frames are read (and decoded) in the estimator's prefetch thread."""
-    pending: deque[Frame] = deque()
+def _run(estimator: Any, frames: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
+    """Pair each item with its poses: items are frames, or (name, frame) pairs; they are read (and
+    decoded) in the estimator's prefetch thread."""
+    pending: deque[Any] = deque()
 
     def images() -> Iterator[Any]:
-        for frame in frames:
-            pending.append(frame)
-            yield frame.image
+        for item in frames:
+            pending.append(item)
+            yield (item[1] if isinstance(item, tuple) else item).image
 
     for poses in estimator.stream(images()):
         yield pending.popleft(), poses
 
 
-def _read_images(sources: list, summary: InferSummary) -> Iterator[Frame]:
-    for source in sources:
+def _read_images(images: list, summary: InferSummary) -> Iterator[tuple[str, Frame]]:
+    """(output name, frame) for each readable (source, output name); the others are logged and
+    counted as failures."""
+    for source, name in images:
         try:
-            yield Frame(source.path, 0, read_image(source.path))
+            yield name, Frame(source.path, 0, read_image(source.path))
         except InputError as exc:
             log.warning("%s", exc)
             summary.failures.append(str(exc))
 
 
-def _infer_video(estimator: Any, source: Any, out: Path, vis: bool, summary: InferSummary,
+def _infer_video(estimator: Any, source: Any, name: str, out: Path, vis: bool, summary: InferSummary,
                  make_tracker: Any = None) -> list[str]:
     is_camera = source.kind == "camera"
     handle = int(source.path) if is_camera else source.path
-    stem = f"camera{source.path}" if is_camera else Path(source.path).stem
+    stem = name if is_camera else os.path.splitext(name)[0]
     written = []
     fps = video_fps(handle)
     tracker = make_tracker(fps) if make_tracker is not None else None

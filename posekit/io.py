@@ -168,6 +168,34 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[Source], list[str]]:
     return sources, problems
 
 
+def output_names(sources: Sequence[Source]) -> list[str]:
+    """A distinct output name (a relative POSIX path) for every input, in order.
+
+    The file name when it is unique among the inputs; for names that occur more than once (say
+    ``day1/img.jpg`` and ``day2/img.jpg``), the path below the folder those inputs share, so
+    their outputs neither overwrite each other nor mix. The same file given twice gets ``-2``.
+    A camera is named ``camera<index>``.
+    """
+    base = [f"camera{s.path}" if s.kind == "camera" else Path(s.path).name for s in sources]
+    counts: dict[str, int] = {}
+    for name in base:
+        counts[name] = counts.get(name, 0) + 1
+    clashing = [i for i, s in enumerate(sources) if counts[base[i]] > 1 and s.kind != "camera"]
+    names = list(base)
+    if clashing:
+        absolute = {i: os.path.abspath(sources[i].path) for i in clashing}
+        root = os.path.commonpath([os.path.dirname(a) for a in absolute.values()])
+        for i in clashing:
+            names[i] = Path(os.path.relpath(absolute[i], root)).as_posix()
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            stem, suffix = os.path.splitext(name)
+            names[i] = f"{stem}-{seen[name]}{suffix}"
+    return names
+
+
 def _kind(path: Path) -> str | None:
     suffix = path.suffix.lower()
     return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None

@@ -156,3 +156,20 @@ def test_summary_counts_read_in_the_singular_and_plural(counts, expected):
     inputs, images, videos, frames, people = counts
     text = InferSummary(inputs=inputs, images=images, videos=videos, frames=frames, people=people).text()
     assert text.startswith(expected), text
+
+
+def test_same_file_name_in_two_folders_keeps_both(tmp_path, estimator):
+    """Two inputs called img.jpg (two folders) get two renders and two names in results.json,
+    not one overwriting the other; the --ann image_id still comes from the file name."""
+    for folder, source in (("day1", "000000000785.jpg"), ("day2", "000000040083.jpg")):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        (tmp_path / "in" / folder / "000000000785.jpg").write_bytes((COCO_IMAGES / source).read_bytes())
+    summary = infer([str(tmp_path / "in")], tmp_path / "out", ann=COCO_ANN, estimator=estimator)
+    assert summary.images == 2 and not summary.failures
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {r["file_name"] for r in results} == {"day1/000000000785.jpg", "day2/000000000785.jpg"}
+    assert {r["image_id"] for r in results} == {785}
+    renders = sorted(p.relative_to(tmp_path / "out" / "vis").as_posix() for p in (tmp_path / "out" / "vis").rglob("*.jpg"))
+    assert renders == ["day1/000000000785.jpg", "day2/000000000785.jpg"]
+    people = {name: sum(r["file_name"] == name for r in results) for name in renders}
+    assert people["day1/000000000785.jpg"] >= 1 and people["day2/000000000785.jpg"] >= 2  # the skier; two people

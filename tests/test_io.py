@@ -149,3 +149,15 @@ def test_poses_to_coco_layout():
     assert record["bbox"] == [10.0, 20.0, 100.0, 200.0] and record["score"] == 0.45
     assert len(record["keypoints"]) == 51 and record["keypoints"][:3] == [50.0, 50.0, 0.5]
     assert poses_to_coco(Poses.empty()) == []
+
+
+def test_output_names_stay_distinct(tmp_path):
+    from posekit.io import Source, output_names
+
+    day1, day2 = tmp_path / "day1" / "img.jpg", tmp_path / "day2" / "sub" / "img.jpg"
+    sources = [Source("image", str(day1)), Source("image", str(tmp_path / "other.jpg")),
+               Source("image", str(day2)), Source("camera", "0"), Source("video", str(tmp_path / "a.mp4")),
+               Source("image", str(day1))]
+    assert output_names(sources) == ["day1/img.jpg", "other.jpg", "day2/sub/img.jpg", "camera0", "a.mp4",
+                                     "day1/img-2.jpg"]
+    assert output_names(sources[1:2]) == ["other.jpg"]  # a unique name stays a plain file name

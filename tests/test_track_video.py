@@ -119,3 +119,17 @@ def test_eval_track_on_own_output(demo_tracked, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["IDF1"] == pytest.approx(1.0) and m["IDSW"] == 0 and m["HOTA"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_two_videos_with_one_name_keep_their_own_outputs(tmp_path, tmp_path_factory):
+    for folder in ("cam1", "cam2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "street.mp4").write_bytes(DEMO_VIDEO.read_bytes())
+    out = tmp_path / "out"
+    r = _cli("track", str(tmp_path / "cam1" / "street.mp4"), str(tmp_path / "cam2" / "street.mp4"), "--out", str(out),
+             "--max-frames", "2", "--no-video", cache=session_cache(tmp_path_factory))
+    assert r.returncode == 0, r.stderr[-3000:]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["cam1/street.jsonl", "cam1/street.posetrack.json", "cam2/street.jsonl", "cam2/street.posetrack.json"]
+    first, second = ((out / c / "street.jsonl").read_text() for c in ("cam1", "cam2"))
+    assert len(first.splitlines()) == len(second.splitlines()) == 2  # --max-frames 2, each video its own file

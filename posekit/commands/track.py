@@ -63,19 +63,23 @@ def make_tracker(args: argparse.Namespace, frame_rate: float = 30.0):
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit.io import InputError, video_fps
+    import os
+
+    from posekit.io import InputError, Source, output_names, video_fps
     from posekit.commands import make_estimator
     from posekit.tracking.video import track_video
 
     sources: list[str | int] = [int(v) if v.isdigit() else v for v in args.videos]
+    # distinct output names even when two folders hold a video of the same name
+    inputs = [Source("camera" if isinstance(s, int) else "video", str(s)) for s in sources]
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     failed = 0
-    for vid_id, source in enumerate(sources):
+    for vid_id, (source, name) in enumerate(zip(sources, output_names(inputs))):
         try:
             fps = args.fps or video_fps(source, default=30.0)
             result = track_video(source, args.out, estimator=estimator, tracker=make_tracker(args, fps),
                                  render=not args.no_video, trail=args.trail, fps=fps, vid_id=vid_id,
-                                 max_frames=args.max_frames)
+                                 max_frames=args.max_frames, stem=os.path.splitext(name)[0])
         except (InputError, FileNotFoundError) as exc:
             failed += 1
             print(f"posekit track: error: {exc}", file=sys.stderr, flush=True)
