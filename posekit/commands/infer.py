@@ -7,6 +7,9 @@ video files; a bare number is a camera index. Results go to --out:
   DIR/<video>.jsonl       one line per video frame
   DIR/vis/...             rendered images and videos (skip with --no-vis)
 
+Outputs take the input's file name; inputs that share one (day1/img.jpg, day2/img.jpg) keep the
+path below the folder they share.
+
 An input that cannot be read is named in a warning and counted as a failure; the others are
 still processed, and the exit code is 1 when any input failed.
 """
