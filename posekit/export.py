@@ -156,8 +156,9 @@ def export_onnx(
     if len(output_names) != len(expected):
         raise RuntimeError(f"{name}: the module names {len(output_names)} outputs but returns {len(expected)}")
     rounding = None
+    reference = _round_weights_to_fp16(model) if fp16 else model  # what the ONNX must reproduce
     if fp16:
-        expected_fp32, expected = expected, _run_torch(_round_weights_to_fp16(model), example)
+        expected_fp32, expected = expected, _run_torch(reference, example)
         rounding = {n: float(np.abs(a.numpy() - b.numpy()).max()) for n, a, b in zip(output_names, expected, expected_fp32)}
 
     out = Path(out)
@@ -189,7 +190,7 @@ def export_onnx(
         if spatial == "dynamic":  # the same graph at a person-shaped input: height 256, width 128
             h, w = spec.input_size
             narrow = torch.from_numpy(np.ascontiguousarray(example.numpy()[:, :, :, (w - w // 2) // 2 : (w + w // 2) // 2]))
-            narrow_expected = _run_torch(_round_weights_to_fp16(model) if fp16 else model, narrow)
+            narrow_expected = _run_torch(reference, narrow)
             _check(tmp, narrow.numpy(), [e.numpy() for e in narrow_expected], output_names, name)
         # The measured agreement goes into the file too, so a user can read what was verified.
         proto = onnx.load(str(tmp))

@@ -23,7 +23,6 @@ import numpy as np
 from posekit import registry
 from posekit.ops.crop import affine_crop, crop_to_image, fit_input_sizes
 from posekit.ops.oks import oks_nms
-
 from posekit.structures import NUM_KEYPOINTS, Poses
 
 log = logging.getLogger(__name__)
