@@ -81,7 +81,7 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     videos = [(s, name) for s, name in named if s.kind != "image"]
     if images:
         results: list[dict] = []
-        for (name, frame), poses in _run(estimator, _read_images(images, summary)):
+        for name, frame, poses in _run(estimator, _read_images(images, summary)):
             summary.images += 1
             summary.frames += 1
             summary.people += len(poses)
@@ -106,18 +106,18 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     return summary
 
 
-def _run(estimator: Any, frames: Iterator[Any]) -> Iterator[tuple[Any, Any]]:
-    """Pair each item with its poses: items are frames, or (name, frame) pairs; they are read (and
-    decoded) in the estimator's prefetch thread."""
-    pending: deque[Any] = deque()
+def _run(estimator: Any, tagged: Iterator[tuple[Any, Frame]]) -> Iterator[tuple[Any, Frame, Any]]:
+    """(tag, frame, poses) for each (tag, frame); frames are read (and decoded) in the estimator's
+    prefetch thread."""
+    pending: deque[tuple[Any, Frame]] = deque()
 
     def images() -> Iterator[Any]:
-        for item in frames:
-            pending.append(item)
-            yield (item[1] if isinstance(item, tuple) else item).image
+        for tag, frame in tagged:
+            pending.append((tag, frame))
+            yield frame.image
 
     for poses in estimator.stream(images()):
-        yield pending.popleft(), poses
+        yield (*pending.popleft(), poses)
 
 
 def _read_images(images: list, summary: InferSummary) -> Iterator[tuple[str, Frame]]:
@@ -143,7 +143,7 @@ def _infer_video(estimator: Any, source: Any, name: str, out: Path, vis: bool, s
     # The JSON Lines file and the render are renamed into place only if the whole video decodes;
     # a truncated video raises InputError out of both contexts, which delete their temporaries.
     with JsonLinesWriter(out / f"{stem}.jsonl") as lines, render as sink:
-        for frame, poses in _run(estimator, iter_video(handle)):
+        for _, frame, poses in _run(estimator, ((None, frame) for frame in iter_video(handle))):
             if tracker is not None:
                 h, w = frame.image.shape[:2]
                 poses = tracker.update(poses, timestamp=frame.index / fps, image_size=(w, h))
