@@ -74,7 +74,7 @@ class ModelSpec:
     @property
     def format(self) -> str:
         suffix = Path(self.files[0].path).suffix
-        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth"}.get(suffix, suffix.lstrip("."))
+        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth", ".xml": "openvino"}.get(suffix, suffix.lstrip("."))
 
 
 def _movenet(variant: str, size: int, sha_json: str, sha_bin: str, ap: str) -> ModelSpec:
@@ -197,6 +197,19 @@ def get(name: str) -> ModelSpec:
         close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known models: {', '.join(MODELS)}"
         raise UnknownModel(f"unknown model {name!r}{hint}") from None
+
+
+def resolve(model: "str | ModelSpec") -> ModelSpec:
+    """A registry entry from a name (looked up once, at the edge) or an entry passed through."""
+    return model if isinstance(model, ModelSpec) else get(model)
+
+
+def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    """Add an entry (a model of a family kept outside posekit, say); its name must be new unless `replace`."""
+    if spec.name in MODELS and not replace:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    MODELS[spec.name] = spec
+    return spec
 
 
 def names(task: str | None = None) -> list[str]:

@@ -33,8 +33,8 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def make_estimator(args: argparse.Namespace, **options):
-    """The pipeline the arguments ask for (posekit.pipeline.make_estimator); refused combinations raise ValueError."""
-    from posekit.pipeline import make_estimator as make
+    """The pipeline the arguments ask for (posekit.estimators.make_estimator); refused combinations raise ValueError."""
+    from posekit.estimators import make_estimator as make
 
     if args.crop_shape != "fit":  # the all-torch pipeline always crops square on the device
         options["crop_shape"] = args.crop_shape
