@@ -13,6 +13,7 @@ from posekit import registry
 # registry family -> (module under posekit.models, builder function)
 FAMILIES: dict[str, tuple[str, str]] = {
     "movenet": ("movenet", "build_movenet"),
+    "movenet_multipose": ("movenet_multipose", "build_movenet_multipose"),
     "yolox": ("yolox", "build_yolox"),
 }
 
