@@ -282,3 +282,14 @@ def test_forward_rejects_sizes_not_multiples_of_32(model, shape):
     assert isinstance(model, MoveNetMultiPose)
     with pytest.raises(ValueError, match=r"H and W multiples of 32, got"):
         model(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_torch_decoding_equals_numpy_decoding(cases, size):
+    from posekit.models.movenet_multipose import decode_multipose_torch
+
+    _, _, heads = cases[size]
+    want = decode_multipose(*heads)
+    got = decode_multipose_torch(*(torch.from_numpy(h) for h in heads))
+    for field, value in zip(MultiPoses._fields, got):
+        np.testing.assert_allclose(value.numpy(), getattr(want, field), atol=1e-4, rtol=0, err_msg=field)
