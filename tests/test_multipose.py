@@ -185,7 +185,7 @@ def test_exported_onnx_matches_google(exported, cases, size, batch):
     assert assert_same_people(decode_multipose(*heads), want, f"{size} batch {batch}") >= (1 if batch == 1 else 12)
 
 
-def _spec_file_copy(source: str, tmp_path, edit=None):
+def _copy_model(source: str, tmp_path, edit=None):
     folder = tmp_path / source
     shutil.copytree(MODELS / source, folder)
     for p in folder.iterdir():
@@ -216,7 +216,7 @@ def _free_input_size(doc):
     ids=["thunder-files", "lightning-files", "lightning-free-input", "multipose-files-for-thunder"],
 )
 def test_wrong_weights_fail_naming_the_file(tmp_path, source, edit, build, message):
-    folder = _spec_file_copy(source, tmp_path, edit)
+    folder = _copy_model(source, tmp_path, edit)
     with pytest.raises(ArchitectureMismatch, match=message):
         if build == "multipose":
             build_movenet_multipose(_spec(), weights=folder)
