@@ -293,3 +293,25 @@ def test_torch_decoding_equals_numpy_decoding(cases, size):
     got = decode_multipose_torch(*(torch.from_numpy(h) for h in heads))
     for field, value in zip(MultiPoses._fields, got):
         np.testing.assert_allclose(value.numpy(), getattr(want, field), atol=1e-4, rtol=0, err_msg=field)
+
+
+@pytest.mark.parametrize(
+    "image, long_side, expected",
+    [
+        ((480, 640), 256, (192, 256)),
+        ((640, 427), 256, (256, 192)),  # 170.8 rounds up to 192
+        ((1080, 1920), 320, (192, 320)),
+        ((500, 500), 256, (256, 256)),
+        ((10, 2000), 256, (32, 256)),  # a sliver still gets one row of cells per stride 32
+        ((0, 640), 256, ValueError),
+        ((480, 640), 250, ValueError),
+    ],
+)
+def test_input_size_for(image, long_side, expected):
+    from posekit.ops.multipose import input_size_for
+
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="expected a positive image size|long_side must be"):
+            input_size_for(*image, long_side=long_side)
+    else:
+        assert input_size_for(*image, long_side=long_side) == expected

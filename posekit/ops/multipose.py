@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import math
+
 import numpy as np
 
 MAX_PEOPLE = 6
@@ -59,6 +61,21 @@ class MultiPoses(NamedTuple):
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         return MultiPoses(self.keypoints[index, keep], self.keypoint_scores[index, keep],
                           self.boxes[index, keep], scores[keep])
+
+
+def input_size_for(height: int, width: int, long_side: int = 256, multiple: int = 32) -> tuple[int, int]:
+    """The network input (height, width) for an image: its long side scaled to `long_side`, the
+    short side rounded up to a multiple of `multiple` (letterbox the image into it), as Google
+    suggests for MultiPose. A 480x640 frame gets 192x256; a 640x427 portrait 256x192."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"expected a positive image size, got {height}x{width}")
+    if long_side <= 0 or long_side % multiple:
+        raise ValueError(f"long_side must be a positive multiple of {multiple}, got {long_side}")
+    scale = long_side / max(height, width)
+
+    def fit(n: int) -> int:
+        return min(long_side, max(multiple, math.ceil(n * scale / multiple) * multiple))
+    return fit(height), fit(width)
 
 
 def _max_pool_same(x: np.ndarray, k: int) -> np.ndarray:
