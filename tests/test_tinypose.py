@@ -185,3 +185,17 @@ def test_gt_box_ap(gt_box_results, flip, minimum):
     stats, table = coco_eval(coco(), gt_box_results[flip], "keypoints")
     assert len(gt_box_results[flip]) == 48  # 49 annotations, one crowd
     assert stats["AP"] >= minimum, f"flip={flip}: AP {stats['AP']:.4f} < {minimum} (reference 0.816 / 0.826)\n{table}"
+
+
+def test_unsupported_layer_names_the_file(tmp_path):
+    import shutil
+
+    from ir_models import IR_XML
+    from posekit.models.openvino_ir import IRNetwork, UnsupportedLayer
+
+    xml = tmp_path / "model.xml"
+    xml.write_text(IR_XML["tinypose-128x96"].read_text().replace('type="ReLU"', 'type="Mish"', 1))
+    shutil.copy(IR_XML["tinypose-128x96"].with_suffix(".bin"), tmp_path / "model.bin")
+    with pytest.raises(UnsupportedLayer, match=r"type Mish \(opset1\), which posekit's IR interpreter does not implement") as info:
+        IRNetwork.from_files(xml)
+    assert str(xml) in str(info.value) and "\n" not in str(info.value)

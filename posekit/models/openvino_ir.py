@@ -142,7 +142,9 @@ def _split(net, layer, ins, consts):
     x = ins[0]
     axis = _const_ints(layer, consts, 1, "axis")[0]
     n = int(layer.data["num_splits"])
-    return list(torch.chunk(x, n, dim=axis)) if x.shape[axis] % n == 0 else _fail(layer, "an axis not divisible by num_splits")
+    if x.shape[axis] % n:
+        _fail(layer, f"axis {axis} of size {x.shape[axis]} does not split into {n}")
+    return list(torch.chunk(x, n, dim=axis))
 
 
 def _fail(layer, why):
