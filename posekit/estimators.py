@@ -33,6 +33,8 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
                   **ignored: Any) -> Any:
     from posekit.gpu_pipeline import GpuPoseEstimator, GpuPosePipeline
 
+    if ignored.pop("flip", False):
+        raise ValueError(f"the {backend} pipeline has no flip test; use --backend onnxruntime for --flip")
     if ignored:  # CPU-pipeline knobs (batch, workers): the device pipeline batches whole chunks instead
         log.debug("the %s pipeline does not use %s", backend, ", ".join(sorted(ignored)))
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,

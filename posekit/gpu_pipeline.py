@@ -101,6 +101,13 @@ def person_boxes(raw: torch.Tensor, input_size: tuple[int, int], score_threshold
     boxes, scores = decode_yolox_torch(raw.float(), input_size=input_size)
     best, labels = scores.max(dim=-1)
     person = torch.where((labels == 0) & (best >= score_threshold), best, torch.zeros_like(best))
+    return _best_boxes(boxes, person, iou_threshold, max_det, pre_nms)
+
+
+def _best_boxes(boxes: torch.Tensor, person: torch.Tensor, iou_threshold: float, max_det: int,
+                pre_nms: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, 4) boxes and (B, N) person scores (0: not a candidate) -> the `max_det` best after
+    NMS among the `pre_nms` best: boxes (B, D, 4), scores (B, D), valid (B, D)."""
     k = min(pre_nms, person.shape[1])
     top, index = person.topk(k, dim=1)  # sorted high to low
     cand = boxes.gather(1, index[..., None].expand(-1, -1, 4))
@@ -115,6 +122,15 @@ def yolox_person_boxes(outputs: Sequence[torch.Tensor], input_size: tuple[int, i
                        iou_threshold: float, max_det: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The YOLOX family's ``boxes_torch``: `person_boxes` on its one raw output."""
     return person_boxes(outputs[0], input_size, score_threshold, iou_threshold, max_det)
+
+
+def picodet_person_boxes(outputs: Sequence[torch.Tensor], input_size: tuple[int, int], score_threshold: float,
+                         iou_threshold: float, max_det: int, pre_nms: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The PicoDet family's ``boxes_torch``: scores (B, 1, N) and decoded boxes (B, N, 4) ->
+    person boxes (B, D, 4) input pixels, scores (B, D), valid (B, D), as posekit.ops.picodet."""
+    scores, boxes = outputs[0].float().reshape(outputs[0].shape[0], -1), outputs[1].float()
+    person = torch.where(scores >= score_threshold, scores, torch.zeros_like(scores))
+    return _best_boxes(boxes, person, iou_threshold, max_det, pre_nms)
 
 
 def stretch_torch(frames: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

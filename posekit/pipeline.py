@@ -110,6 +110,7 @@ class PoseEstimator:
         self.precision = precision or default_precision(backend, device)
         self.pose = _pose_model(pose, device, backend, self.precision, threads, flip)
         self.crop_scale = float(crop_scale)
+        self._crop = getattr(self.pose, "crop", None) or affine_crop  # the family's crop convention
         self.crop_shape = crop_shape if getattr(self.pose, "any_size", False) else "square"
         if crop_shape != self.crop_shape:
             log.debug("%s takes one input size: square crops", self.pose)
@@ -148,7 +149,7 @@ class PoseEstimator:
             for i, (image, found, s) in enumerate(zip(images, people, shapes)):
                 rows = np.flatnonzero((s == shape).all(1))
                 if len(rows):
-                    c, transform = affine_crop(image, found.boxes[rows], shape, self.crop_scale)
+                    c, transform = self._crop(image, found.boxes[rows], shape, self.crop_scale)
                     crops.append(c)
                     owners.append((i, rows, transform))
             k, p = self._run_pose(np.concatenate(crops))

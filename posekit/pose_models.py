@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from posekit import families
+from posekit.ops.crop import affine_crop
 from posekit.registry import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class TopDownModel:
         self.mean, self.std = pre["mean"], pre["std"]
         self._normalise = bool(np.any(self.mean != 0) or np.any(self.std != 1))
         self._inv_std = (1.0 / self.std).astype(np.float32)
+        self.crop = self.family.crop or affine_crop  # fn(image, boxes, (h, w), scale) -> (crops, CropTransform)
 
     @property
     def any_size(self) -> bool:

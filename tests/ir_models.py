@@ -128,7 +128,7 @@ def person_crops(size: tuple[int, int]) -> np.ndarray:
 def resized_frames(size: int) -> np.ndarray:
     """Every mini-set image as a PicoDet input: plain cubic resize to size x size, RGB, ImageNet. (19, 3, S, S)."""
     from posekit.ops.normalise import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, to_network_input
-    from posekit.ops.picodet import resize_image
+    from posekit.ops.crop import stretch as resize_image
 
     frames = [resize_image(image, (size, size))[0] for _, image in coco_images()]
     return to_network_input(np.stack(frames), IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, bgr_to_rgb=True)

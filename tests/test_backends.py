@@ -77,7 +77,7 @@ ERRORS = [
     ("infer", ["--backend", "torch", "--precision", "int8"], "backend torch runs fp32/fp16/bf16, not 'int8'", True),
     ("infer", ["--backend", "onnxruntime", "--precision", "fp16"], "backend onnxruntime runs fp32/int8, not 'fp16'", True),
     ("infer", ["--backend", "openvino"], "unknown backend 'openvino'", True),
-    ("infer", ["--backend", "torch", "--det", "rtmdet-nano-person"], "runs a YOLOX detector", False),
+    ("infer", ["--backend", "torch", "--det", "rtmdet-nano-person"], "that have torch decoders, got rtmdet-nano-person (rtmdet)", False),
     ("eval", ["--backend", "tensorrt"], "backend tensorrt is not installed here", True),
     ("eval", ["--backend", "torch", "--precision", "int8"], "backend torch runs fp32/fp16/bf16, not 'int8'", True),
     ("track", ["--backend", "tensorrt"], "backend tensorrt is not installed here", True),

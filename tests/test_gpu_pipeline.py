@@ -110,6 +110,6 @@ def test_gpu_pipeline_rejects_mixed_frame_sizes(gpu_path, frame):
         gpu_path([frame, frame[:100]])
 
 
-def test_gpu_pipeline_needs_yolox_and_movenet(shared_env):
-    with pytest.raises(ValueError, match="YOLOX detector and a MoveNet pose model"):
+def test_gpu_pipeline_needs_torch_decoders(shared_env):
+    with pytest.raises(ValueError, match="that have torch decoders, got rtmdet-nano-person"):
         GpuPosePipeline(det="rtmdet-nano-person", device="cpu")

@@ -11,7 +11,8 @@ from ir_models import (IR_XML, coco, coco_images, export_dynamic, max_rel_error,
                        run_reference, run_torch)
 from paths import session_cache
 from posekit.ops.boxes import box_iou
-from posekit.ops.picodet import postprocess_picodet, resize_image
+from posekit.ops.crop import stretch as resize_image
+from posekit.ops.picodet import postprocess_picodet
 
 SIZES = {"picodet-s-320-pedestrian": 320, "picodet-s-192-pedestrian": 192}
 ANCHORS = {"picodet-s-320-pedestrian": 2125, "picodet-s-192-pedestrian": 765}

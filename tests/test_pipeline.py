@@ -111,7 +111,7 @@ def test_person_score_choices(person_score):
     ({"person_score": "median"}, "unknown person_score 'median'"),
     ({"workers": 0}, "must be >= 1"),
     ({"crop_shape": "round"}, "unknown crop_shape 'round'; use one of fit, square"),
-    ({"pose": "rtmdet-nano-person"}, "rtmdet-nano-person is a detector model, not a pose model"),
+    ({"pose": "rtmdet-nano-person"}, "rtmdet-nano-person is a detector model, not a top-down pose model"),
 ])
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
