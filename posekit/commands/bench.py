@@ -1,5 +1,9 @@
 """Benchmark a stage of posekit and print a table.
 
+--stage models times and scores every registered detector + pose combination (and each
+bottom-up model) in one run, against the plain loop: images/s, CPU ms per person, AP on detected
+and on annotated boxes, and an AP-versus-speed plot (--plot).
+
 --stage pipeline times posekit's whole pipeline against the plain per-person loop (RTMDet-nano,
 then each crop alone through Google's MoveNet graph) on the same images, in one run, and
 reports images/s and COCO keypoint AP for both.
@@ -68,9 +72,35 @@ def _print_engines(report: dict) -> None:
     print(format_table(report["rows"]))
 
 
+def _bench_models(args: argparse.Namespace) -> dict:
+    from posekit import registry
+    from posekit.model_bench import bench_models
+
+    if args.ann is None:
+        raise ValueError("--stage models scores AP: pass --ann (COCO keypoint annotations of --images)")
+    dets = args.dets.split(",") if args.dets else registry.names("detector")
+    dets = [d for d in dets if args.dets or not d.startswith("yolox-") or d == "yolox-nano"]  # the larger YOLOX sizes have no weights here
+    poses = args.poses.split(",") if args.poses else registry.names("pose")
+    report = bench_models(args.images, args.ann, dets, poses, (args.precisions or "int8,fp32").split(","),
+                          repeat=args.repeat, workers=args.workers)
+    if args.plot:
+        from posekit.model_bench import write_plot
+
+        write_plot(report, args.plot)
+    return report
+
+
+def _print_models(report: dict) -> None:
+    from posekit.model_bench import format_rows
+
+    print(format_rows(report))
+    print(f"{report['images']} images, fastest of {report['repeat']} passes each; {report['machine']}")
+
+
 # stage -> (run(args) -> report, print(report)); other stages register here.
 STAGES = {
     "pipeline": (_bench_pipeline, _print_pipeline),
+    "models": (_bench_models, _print_models),
     "det": (_bench_engines, _print_engines),
     "pose": (_bench_engines, _print_engines),
 }
@@ -92,6 +122,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-shapes", default="fit", metavar="S",
                    help="posekit's crop shapes, comma-separated, one posekit row each: fit (shaped like the "
                         "person) or square (default %(default)s)")
+    models = p.add_argument_group("--stage models (every detector + pose combination, and each bottom-up model)")
+    models.add_argument("--dets", metavar="A,B", help="detectors to combine (default: every registered one but the "
+                                                      "larger YOLOX sizes)")
+    models.add_argument("--poses", metavar="A,B", help="pose models (default: every registered one)")
     engines = p.add_argument_group("--stage det / pose (engines on real crops / frames cut from --images)")
     engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
     engines.add_argument("--backends", default="onnxruntime",
@@ -105,7 +139,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     engines.add_argument("--repeat-calls", type=int, default=20, help="timed calls per row; the median counts")
     engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
-    engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch (needs matplotlib)")
+    engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch, or with --stage models AP vs "
+                                                       "images/s (needs matplotlib)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         from posekit.benchmark import write_csv
 
         write_csv(report["rows"], args.csv)
-    if getattr(args, "plot", None) and "rows" in report:
+    if getattr(args, "plot", None) and "rows" in report and args.stage != "models":
         from posekit.benchmark import write_plot
 
         write_plot(report["rows"], args.plot)
