@@ -22,16 +22,39 @@ TENTATIVE, TRACKED, LOST = "tentative", "tracked", "lost"
 AREA_PER_BOX_AREA = 0.53
 
 
+def _buffered_iou(a: np.ndarray, b: np.ndarray, grow: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of boxes a (N, 4) and b (M, 4), both widened by grow[n] times their size (the
+    buffered IoU of C-BIoU, Yang et al., WACV 2023): a lost track's box, uncertain in place, still
+    meets the person it predicts, while a pose far off still scores 0."""
+    def widen(boxes, g):
+        pad = (boxes[..., 2:] - boxes[..., :2]) * g / 2
+        return np.concatenate([boxes[..., :2] - pad, boxes[..., 2:] + pad], -1)
+
+    g = grow[:, None, None]
+    wa = widen(a[:, None, :], g)  # (N, 1, 4)
+    wb = widen(b[None, :, :], g)  # (N, M, 4)
+    lt = np.maximum(wa[..., :2], wb[..., :2])
+    rb = np.minimum(wa[..., 2:], wb[..., 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(wa[..., 2:] - wa[..., :2], 0, None).prod(-1)
+    area_b = np.clip(wb[..., 2:] - wb[..., :2], 0, None).prod(-1)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
 @dataclass(eq=False)
 class _Track:
     kalman: BoxKalman
     keypoints: np.ndarray  # (K, 2) last observed, image pixels
     keypoint_scores: np.ndarray  # (K,)
     last_box: np.ndarray  # (4,) xyxy, last observed
+    score: float  # running mean of the matched detections' scores
     track_id: int = 0  # 0 until confirmed: IDs are handed out at confirmation, so they stay dense
     state: str = TENTATIVE
     hits: int = 1
     lost_for: float = 0.0  # frames (at the nominal rate) since the last match
+    low_for: int = 0  # consecutive matches by low-scored poses only
+    low_anchor: np.ndarray | None = None  # box centre when the run of low-scored matches began
     smoother: OneEuroFilter | None = None
     smoothed: np.ndarray | None = field(default=None, repr=False)
 
@@ -46,19 +69,38 @@ class _Track:
 class PoseTracker:
     """Gives each person a track ID that stays the same from frame to frame.
 
-    Two-stage association as in ByteTrack (Zhang et al., ECCV 2022): confident poses are matched
-    first to every live track on a similarity that mixes box IoU with keypoint OKS; the remaining
-    tracks are then matched to low-scored poses (often people partly hidden) on box IoU alone, as
-    keypoints of hidden people are unreliable. Each track predicts its box with a constant-velocity
-    Kalman filter, which carries it through short occlusions.
+    Association in four stages, after ByteTrack (Zhang et al., ECCV 2022):
+      1. confident poses (score >= high_score) against every confirmed track seen in the last
+         `motion_frames` frames, on a similarity mixing box IoU with keypoint OKS at the box the
+         Kalman filter predicts; a lost track's box is widened as it is lost longer (the buffered
+         IoU of C-BIoU, Yang et al., WACV 2023), since its predicted place grows uncertain;
+      2. tracks still being seen against the low-scored poses (low_score..high_score, often
+         people partly hidden) on box IoU alone: they extend a track but never start one, and a
+         track kept only by low-scored poses for more than `low_patience` frames without moving
+         is let go (a pole or a sign the detector half believes);
+      3. tentative tracks against the confident poses left;
+      4. re-identification: tracks lost longer than the motion model bridges (up to
+         `track_buffer`) against the confident poses left, gated by place (the centre within a
+         radius that grows with the time lost) and box height, scored on keypoint geometry.
+    A pose left over starts a tentative track only when scored >= `new_track_score` (the birth
+    threshold, above the matching one) and is reported after `min_hits` matches.
+
+    The constant-velocity Kalman filter stops the box's size from changing once a track is lost
+    and slows its motion after `motion_frames`, so the box a lost track predicts keeps the size
+    of the person (not shrinking to a few pixels through a long occlusion).
+
+    Defaults were chosen on two MOT15 sequences (TUD-Campus, TUD-Stadtmitte) with posekit's
+    default detector and pose model (RTMDet-nano + MoveNet-Thunder INT8, boxes >= 0.2), scored
+    by box IoU 0.5 against the MOTChallenge ground truth (`posekit bench --stage track`):
+    DEFAULTS_TABLE
+    and checked on ../shared/media/demo.mp4.
 
     Arguments (all keyword):
-      high_score:       poses scored at least this take part in the first stage and may start tracks
+      high_score:       poses scored at least this take part in the first stage
       low_score:        poses scored below this are ignored; between the two, second stage only
       score_field:      which score the thresholds apply to: "box_scores" (the detector's; the
-                        default, since RTMDet-nano gives the people of the demo video 0.3 to 0.65)
-                        or "scores" (the person score, box x keypoints, which sits lower still)
-      new_track_score:  the least score of an unmatched pose that starts a new track
+                        default) or "scores" (the person score, box x keypoints, which sits lower)
+      new_track_score:  the least score of an unmatched pose that starts a new track (birth)
       min_similarity:   the least similarity of a first-stage match (and of a tentative track's)
       low_min_iou:      the least box IoU of a second-stage match
       iou_weight:       similarity = iou_weight * IoU + (1 - iou_weight) * OKS
@@ -68,6 +110,12 @@ class PoseTracker:
                         SORT) so the opening frames are not empty
       track_buffer:     how long an unmatched track is kept for re-identification, in frames at
                         `frame_rate` (i.e. track_buffer / frame_rate seconds)
+      motion_frames:    how long a lost track is matched at its Kalman-predicted box (stage 1);
+                        after that, only by re-identification (stage 4)
+      lost_box_growth:  a lost track's box is widened by this fraction of its size per frame
+                        lost (capped at 1.0) for the first stage's IoU
+      low_patience:     frames a track may live on low-scored poses alone without moving
+      reid_similarity:  the least re-identification score (0..1) of a stage-4 match
       frame_rate:       the nominal frame rate; `update(dt=...)` or `update(timestamp=...)` in
                         seconds make the motion model follow irregular or changing frame rates
       on_resize:        what a change of `image_size` does: "rescale" the live tracks to the new
@@ -75,6 +123,9 @@ class PoseTracker:
       smoothing:        smooth the reported keypoints with a One-Euro filter per track (display
                         only; association always uses the raw keypoints)
       smoothing_min_cutoff, smoothing_beta: the One-Euro parameters (see `OneEuroFilter`)
+
+    Poses with a non-finite box or score are dropped (with a warning) and non-finite keypoints
+    are treated as unseen, so one bad detection never spoils the tracks of later frames.
     """
 
     def __init__(
@@ -83,13 +134,17 @@ class PoseTracker:
         high_score: float = 0.3,
         low_score: float = 0.2,
         score_field: str = "box_scores",
-        new_track_score: float = 0.3,
+        new_track_score: float = 0.5,
         min_similarity: float = 0.2,
         low_min_iou: float = 0.5,
         iou_weight: float = 0.5,
         keypoint_threshold: float = 0.3,
         min_hits: int = 3,
-        track_buffer: int = 30,
+        track_buffer: int = 60,
+        motion_frames: int = 12,
+        lost_box_growth: float = 0.02,
+        low_patience: int = 30,
+        reid_similarity: float = 0.4,
         frame_rate: float = 30.0,
         on_resize: str = "rescale",
         smoothing: bool = False,
@@ -100,9 +155,10 @@ class PoseTracker:
             raise ValueError(f"expected 0 <= low_score <= high_score, got {low_score} and {high_score}")
         if not 0.0 <= iou_weight <= 1.0:
             raise ValueError(f"expected iou_weight in [0, 1], got {iou_weight}")
-        if min_hits < 1 or track_buffer < 0 or frame_rate <= 0:
-            raise ValueError(f"expected min_hits >= 1, track_buffer >= 0, frame_rate > 0, "
-                             f"got {min_hits}, {track_buffer}, {frame_rate}")
+        if min_hits < 1 or track_buffer < 0 or frame_rate <= 0 or motion_frames < 0 or low_patience < 0:
+            raise ValueError(f"expected min_hits >= 1, track_buffer >= 0, motion_frames >= 0, low_patience >= 0, "
+                             f"frame_rate > 0, got {min_hits}, {track_buffer}, {motion_frames}, {low_patience}, "
+                             f"{frame_rate}")
         if score_field not in ("scores", "box_scores"):
             raise ValueError(f"expected score_field 'scores' or 'box_scores', got {score_field!r}")
         if on_resize not in ("rescale", "reset"):
@@ -117,6 +173,10 @@ class PoseTracker:
         self.keypoint_threshold = keypoint_threshold
         self.min_hits = min_hits
         self.track_buffer = track_buffer
+        self.motion_frames = motion_frames
+        self.lost_box_growth = lost_box_growth
+        self.low_patience = low_patience
+        self.reid_similarity = reid_similarity
         self.frame_rate = frame_rate
         self.on_resize = on_resize
         self.smoothing = smoothing
@@ -126,8 +186,8 @@ class PoseTracker:
 
     def __repr__(self) -> str:
         return (f"PoseTracker(high_score={self.high_score}, low_score={self.low_score}, "
-                f"min_hits={self.min_hits}, track_buffer={self.track_buffer}, frame_rate={self.frame_rate}, "
-                f"tracks={len(self._tracks)})")
+                f"new_track_score={self.new_track_score}, min_hits={self.min_hits}, "
+                f"track_buffer={self.track_buffer}, frame_rate={self.frame_rate}, tracks={len(self._tracks)})")
 
     def reset(self) -> None:
         """Forget every track and restart IDs at 1, e.g. before a new video."""
@@ -153,7 +213,9 @@ class PoseTracker:
         timestamp:  the frame's time in seconds, instead of dt (must not go backwards)
         image_size: (width, height) of the frame; a change rescales or resets the tracks
         returns     the poses matched to confirmed tracks this frame, in input order, with
-                    `track_ids` set (smoothed keypoints when smoothing is on)
+                    `track_ids` set (smoothed keypoints when smoothing is on); poses with a
+                    non-finite box or score are left out, non-finite keypoints come back as
+                    (0, 0) scored 0
         """
         if not isinstance(poses, Poses):
             raise TypeError(f"expected a Poses, got {type(poses).__name__}")
@@ -163,44 +225,56 @@ class PoseTracker:
         step = self._step(dt, timestamp)
         if image_size is not None:
             self._follow_image_size(image_size)
+        poses = self._finite(poses)
         if len(poses):
             self._num_keypoints = poses.num_keypoints
         self._frame_index += 1
         self._time += step / self.frame_rate
         for track in self._tracks:
+            if track.state == LOST:
+                self._coast(track, step)
             track.kalman.predict(step)
 
         scores = getattr(poses, self.score_field)
         high = np.flatnonzero(scores >= self.high_score)
         low = np.flatnonzero((scores >= self.low_score) & (scores < self.high_score))
-        confirmed = [t for t in self._tracks if t.state != TENTATIVE]
+        recent = [t for t in self._tracks if t.state == TRACKED or
+                  (t.state == LOST and t.lost_for + step <= self.motion_frames)]
         tentative = [t for t in self._tracks if t.state == TENTATIVE]
 
-        # Stage 1: confident poses against every confirmed track, lost ones included.
-        matches, rest_tracks, rest_high = self._associate(confirmed, poses, high, use_keypoints=True,
+        # Stage 1: confident poses against the confirmed tracks seen lately.
+        matches, rest_tracks, rest_high = self._associate(recent, poses, high, use_keypoints=True,
                                                           threshold=self.min_similarity)
         # Stage 2: tracks still being seen against the low-scored poses, on box IoU only.
         tracked = [t for t in rest_tracks if t.state == TRACKED]
         m2, _, _ = self._associate(tracked, poses, low, use_keypoints=False, threshold=self.low_min_iou)
+        m2 = [(t, i) for t, i in m2 if self._low_match_allowed(t, poses.boxes[i])]
         # Stage 3: tentative tracks against the confident poses left over.
         m3, _, rest_high = self._associate(tentative, poses, rest_high, use_keypoints=True,
                                            threshold=self.min_similarity)
-        matches += m2 + m3
+        # Stage 4: re-identify tracks lost for longer than the motion model bridges.
+        matched_now = {id(t) for t, _ in matches + m3}
+        long_lost = [t for t in self._tracks if t.state == LOST and id(t) not in matched_now
+                     and t not in recent]
+        m4, rest_high = self._reidentify(long_lost, poses, rest_high, scores, step)
 
-        matched = {id(t): i for t, i in matches}
-        for track, i in matches:
-            self._observe(track, poses, i)
+        for track, i in matches + m3 + m4:
+            self._observe(track, poses, i, float(scores[i]), low=False)
+        for track, i in m2:
+            self._observe(track, poses, i, float(scores[i]), low=True)
+        matched = {id(t): i for t, i in matches + m2 + m3 + m4}
         for track in self._tracks:
             if id(track) not in matched:
                 track.lost_for += step
                 if track.state == TRACKED:
                     track.state = LOST
+                    track.low_for = 0
         # A tentative track missed once is dropped; a lost one once its buffer runs out.
         self._tracks = [t for t in self._tracks if id(t) in matched or
                         (t.state == LOST and t.lost_for <= self.track_buffer)]
         for i in rest_high:
             if scores[i] >= self.new_track_score:
-                track = self._start(poses, int(i))
+                track = self._start(poses, int(i), float(scores[i]))
                 self._tracks.append(track)
                 matched[id(track)] = int(i)
 
@@ -215,6 +289,43 @@ class PoseTracker:
         return result
 
     # -- steps of an update ---------------------------------------------------------------------
+
+    def _finite(self, poses: Poses) -> Poses:
+        """Drop poses with a non-finite box or score; non-finite keypoints become unseen."""
+        if not len(poses):
+            return poses
+        ok = np.isfinite(poses.boxes).all(1) & np.isfinite(poses.box_scores) & np.isfinite(poses.scores)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            logger.warning("frame %d: dropping %d of %d poses whose box or score is not finite: %s",
+                           self._frame_index, len(bad), len(poses), poses.boxes[bad][:3].tolist())
+            poses = poses[ok]
+        kp_ok = np.isfinite(poses.keypoints).all(-1) & np.isfinite(poses.keypoint_scores)
+        if not kp_ok.all():
+            logger.warning("frame %d: %d keypoints are not finite; treating them as unseen",
+                           self._frame_index, int((~kp_ok).sum()))
+            poses = poses.replace(keypoints=np.where(kp_ok[..., None], poses.keypoints, 0.0).astype(np.float32),
+                                  keypoint_scores=np.where(kp_ok, poses.keypoint_scores, 0.0).astype(np.float32))
+        return poses
+
+    def _coast(self, track: _Track, step: float) -> None:
+        """A lost track keeps its size, and its motion fades once lost for longer than the
+        motion model is trusted."""
+        mean = track.kalman.mean
+        mean[6:8] = 0.0
+        last = xyxy_to_cxcywh(track.last_box)[2:]
+        mean[2:4] = np.clip(mean[2:4], 0.8 * last, 1.25 * last)
+        if track.lost_for > self.motion_frames / 2:
+            mean[4:6] *= 0.9 ** step
+
+    def _low_match_allowed(self, track: _Track, box: np.ndarray) -> bool:
+        """A track may live on low-scored poses alone for `low_patience` frames, and longer only
+        while it moves (half a box width or more since the run began)."""
+        if track.low_for < self.low_patience:
+            return True
+        centre = xyxy_to_cxcywh(box)
+        moved = np.abs(centre[:2] - track.low_anchor[:2]).max()
+        return moved >= 0.5 * centre[2]
 
     def _step(self, dt: float | None, timestamp: float | None) -> float:
         """The time since the previous update, in frames at the nominal rate."""
@@ -261,7 +372,11 @@ class PoseTracker:
                     use_keypoints: bool) -> np.ndarray:
         """(T, D) similarity in [0, 1] between tracks (at their predicted place) and poses[index]."""
         pred_boxes = np.stack([t.kalman.box for t in tracks]).astype(np.float32)
-        sim = box_iou(pred_boxes, poses.boxes[index])
+        grow = np.minimum(1.0, self.lost_box_growth * np.array([t.lost_for for t in tracks], np.float32))
+        if grow.any():
+            sim = _buffered_iou(pred_boxes, poses.boxes[index], grow)
+        else:
+            sim = box_iou(pred_boxes, poses.boxes[index])
         if not use_keypoints or self.iou_weight >= 1.0:
             return sim
         pred_kpts = np.stack([t.predicted_keypoints() for t in tracks])
@@ -280,6 +395,10 @@ class PoseTracker:
         if not tracks or index.size == 0:
             return [], list(tracks), index
         sim = self._similarity(tracks, poses, index, use_keypoints)
+        return self._assign(tracks, index, sim, threshold)
+
+    @staticmethod
+    def _assign(tracks: list[_Track], index: np.ndarray, sim: np.ndarray, threshold: float):
         rows, cols = linear_sum_assignment(-sim)
         keep = sim[rows, cols] >= threshold
         rows, cols = rows[keep], cols[keep]
@@ -289,11 +408,56 @@ class PoseTracker:
         rest_index = np.array([d for c, d in enumerate(index) if c not in used_cols], np.int64)
         return matches, rest_tracks, rest_index
 
-    def _observe(self, track: _Track, poses: Poses, i: int) -> None:
+    def _reidentify(self, tracks: list[_Track], poses: Poses, index: np.ndarray, scores: np.ndarray,
+                    step: float) -> tuple[list[tuple[_Track, int]], np.ndarray]:
+        """Stage 4: long-lost tracks against confident poses, gated by place and height, scored
+        on keypoint geometry (OKS of the track's last pose moved onto the new box)."""
+        index = np.asarray(index, np.int64)
+        if not tracks or index.size == 0:
+            return [], index
+        last = np.stack([xyxy_to_cxcywh(t.last_box) for t in tracks])  # (T, 4)
+        det = xyxy_to_cxcywh(poses.boxes[index])  # (D, 4)
+        lost = np.array([t.lost_for for t in tracks])
+        # the centre may have walked up to ~0.04 heights a frame (a brisk walk) since last seen
+        radius = last[:, 3:4] * (0.5 + 0.04 * lost[:, None])
+        dist = np.hypot(*(det[None, :, :2] - last[:, None, :2]).transpose(2, 0, 1))
+        height = det[None, :, 3] / np.maximum(last[:, None, 3], 1.0)
+        gate = (dist <= radius) & (height > 0.8) & (height < 1.25)
+        if not gate.any():
+            return [], index
+        # closeness to where it was last seen, and the OKS of its last keypoints moved and scaled
+        # onto each candidate box (0.5, no evidence either way, when none was seen well)
+        sim = np.zeros(gate.shape)
+        for r, t in enumerate(tracks):
+            cols = np.flatnonzero(gate[r])
+            if not cols.size:
+                continue
+            closeness = 1.0 - dist[r, cols] / radius[r, 0]
+            visible = t.keypoint_scores >= self.keypoint_threshold
+            if not visible.any():
+                sim[r, cols] = 0.5 * 0.5 + 0.5 * closeness
+                continue
+            scale = det[cols, 3] / max(last[r, 3], 1.0)  # (C,)
+            moved = (t.keypoints[None] - last[r, :2]) * scale[:, None, None] + det[cols, None, :2]
+            area = det[cols, 2] * det[cols, 3] * AREA_PER_BOX_AREA
+            shape = oks(poses.keypoints[index[cols]], moved, area, visible[None].repeat(len(cols), 0))
+            sim[r, cols] = 0.5 * np.diag(shape) + 0.5 * closeness
+        sim[~gate] = 0.0
+        matches, _, rest = self._assign(tracks, index, sim, self.reid_similarity)
+        return matches, rest
+
+    def _observe(self, track: _Track, poses: Poses, i: int, score: float, low: bool) -> None:
         track.kalman.update(poses.boxes[i])
         track.last_box = poses.boxes[i].copy()
         track.keypoints = poses.keypoints[i].copy()
         track.keypoint_scores = poses.keypoint_scores[i].copy()
+        track.score = 0.9 * track.score + 0.1 * score
+        if low:
+            if track.low_for == 0:
+                track.low_anchor = xyxy_to_cxcywh(track.last_box)
+            track.low_for += 1
+        else:
+            track.low_for = 0
         if track.state == LOST:
             track.state = TRACKED  # re-identified: it keeps its ID
         else:
@@ -304,9 +468,10 @@ class PoseTracker:
         if track.smoother is not None:
             track.smoothed = track.smoother(track.keypoints, self._time)
 
-    def _start(self, poses: Poses, i: int) -> _Track:
+    def _start(self, poses: Poses, i: int, score: float) -> _Track:
         track = _Track(kalman=BoxKalman(poses.boxes[i]), keypoints=poses.keypoints[i].copy(),
-                       keypoint_scores=poses.keypoint_scores[i].copy(), last_box=poses.boxes[i].copy())
+                       keypoint_scores=poses.keypoint_scores[i].copy(), last_box=poses.boxes[i].copy(),
+                       score=score)
         if self.smoothing:
             track.smoother = OneEuroFilter(min_cutoff=self.smoothing_min_cutoff, beta=self.smoothing_beta)
             track.smoothed = track.smoother(track.keypoints, self._time)
