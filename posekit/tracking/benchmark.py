@@ -115,3 +115,56 @@ def tracker_speed(make: Callable[[], Any], people: int = 20, frames: int = 300, 
     crowd = synthetic_crowd(people, frames)
     times = [replay(make(), crowd)[1] for _ in range(repeat)]
     return float(np.median(times))
+
+
+def sequence_detections(folder: str | Path, make_estimator: Callable[[], Any],
+                        cache: str | Path | None = None) -> tuple[list[Poses], float]:
+    """A MOTChallenge sequence's detections (its <name>.mp4 through the estimator), and its frame
+    rate; kept in / reused from `cache`/<name>.detections.npz when a cache folder is given."""
+    from posekit.tracking.detections import detect_video, load_detections, save_detections
+
+    folder = Path(folder)
+    info = read_seqinfo(folder)
+    name = info.get("name", folder.name)
+    fps = float(info.get("framerate", 30.0))
+    cached = Path(cache) / f"{name}.detections.npz" if cache else None
+    if cached is not None and cached.is_file():
+        logger.info("%s: detections from %s", name, cached)
+        return load_detections(cached), fps
+    videos = sorted(folder.glob("*.mp4"))
+    if len(videos) != 1:
+        raise FileNotFoundError(f"{folder}: expected one <sequence>.mp4 beside gt/gt.txt, found "
+                                f"{[v.name for v in videos] or 'none'}")
+    frames = list(detect_video(str(videos[0]), make_estimator()))
+    if cached is not None:
+        save_detections(cached, frames, source=videos[0], fps=fps)
+    return frames, fps
+
+
+def bench_tracking(sequences: Sequence[str | Path], make_estimator: Callable[[], Any],
+                   cache: str | Path | None = None, people: int = 20) -> dict:
+    """{"sequences": {name: {tracker: metrics}}, "speed": {tracker: ms per frame at `people`}}."""
+    from posekit.tracking.mot import read_mot
+
+    report: dict = {"sequences": {}, "speed": {}, "people": people}
+    for folder in sequences:
+        folder = Path(folder)
+        gt_path = folder / "gt" / "gt.txt"
+        if not gt_path.is_file():
+            raise FileNotFoundError(f"{gt_path}: no such file (expected a MOTChallenge sequence folder)")
+        frames, fps = sequence_detections(folder, make_estimator, cache)
+        name = read_seqinfo(folder).get("name", folder.name)
+        report["sequences"][name] = score_trackers(frames, read_mot(gt_path, ground_truth=True),
+                                                   default_trackers(fps), fps=fps)
+    if people:
+        for name, make in default_trackers(30.0).items():
+            report["speed"][name] = tracker_speed(make, people)
+    return report
+
+
+def format_report(report: Mapping) -> str:
+    text = format_table(report["sequences"])
+    if report.get("speed"):
+        text += f"\n\ntracker alone, {report['people']} people a frame (synthetic walkers), ms per frame:\n"
+        text += "\n".join(f"  {name}: {ms:.2f}" for name, ms in report["speed"].items())
+    return text
