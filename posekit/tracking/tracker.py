@@ -11,7 +11,7 @@ from scipy.optimize import linear_sum_assignment
 from posekit.ops.boxes import box_iou
 from posekit.ops.oks import oks
 from posekit.structures import Poses
-from posekit.tracking.kalman import BoxKalman, xyxy_to_cxcywh
+from posekit.tracking.kalman import BoxKalman, cxcywh_to_xyxy, xyxy_to_cxcywh
 from posekit.tracking.smoothing import OneEuroFilter
 
 logger = logging.getLogger(__name__)
@@ -57,13 +57,6 @@ class _Track:
     low_anchor: np.ndarray | None = None  # box centre when the run of low-scored matches began
     smoother: OneEuroFilter | None = None
     smoothed: np.ndarray | None = field(default=None, repr=False)
-
-    def predicted_keypoints(self) -> np.ndarray:
-        """The last keypoints carried along with the box's predicted motion and size change."""
-        last = xyxy_to_cxcywh(self.last_box)
-        now = self.kalman.mean[:4]
-        scale = now[2:] / np.maximum(last[2:], 1.0)
-        return ((self.keypoints - last[:2]) * scale + now[:2]).astype(np.float32)
 
 
 class PoseTracker:
@@ -371,7 +364,8 @@ class PoseTracker:
     def _similarity(self, tracks: list[_Track], poses: Poses, index: np.ndarray,
                     use_keypoints: bool) -> np.ndarray:
         """(T, D) similarity in [0, 1] between tracks (at their predicted place) and poses[index]."""
-        pred_boxes = np.stack([t.kalman.box for t in tracks]).astype(np.float32)
+        now = np.stack([t.kalman.mean[:4] for t in tracks])  # (T, 4) predicted cx, cy, w, h
+        pred_boxes = cxcywh_to_xyxy(now).astype(np.float32)
         grow = np.minimum(1.0, self.lost_box_growth * np.array([t.lost_for for t in tracks], np.float32))
         if grow.any():
             sim = _buffered_iou(pred_boxes, poses.boxes[index], grow)
@@ -379,10 +373,13 @@ class PoseTracker:
             sim = box_iou(pred_boxes, poses.boxes[index])
         if not use_keypoints or self.iou_weight >= 1.0:
             return sim
-        pred_kpts = np.stack([t.predicted_keypoints() for t in tracks])
-        visible = np.stack([t.keypoint_scores >= self.keypoint_threshold for t in tracks])
-        wh = pred_boxes[:, 2:] - pred_boxes[:, :2]
-        areas = np.clip(wh, 1.0, None).prod(-1) * AREA_PER_BOX_AREA
+        # the last keypoints carried along with the box's predicted motion and size change
+        last = xyxy_to_cxcywh(np.stack([t.last_box for t in tracks]))
+        scale = now[:, 2:] / np.maximum(last[:, 2:], 1.0)
+        kpts = np.stack([t.keypoints for t in tracks])
+        pred_kpts = ((kpts - last[:, None, :2]) * scale[:, None] + now[:, None, :2]).astype(np.float32)
+        visible = np.stack([t.keypoint_scores for t in tracks]) >= self.keypoint_threshold
+        areas = np.clip(now[:, 2:], 1.0, None).prod(-1) * AREA_PER_BOX_AREA
         # oks() weighs by the second argument's visibility and area: here the tracks'.
         sim_kpts = oks(poses.keypoints[index], pred_kpts, areas, visible).T
         return self.iou_weight * sim + (1.0 - self.iou_weight) * sim_kpts
