@@ -53,8 +53,8 @@ class _Track:
     state: str = TENTATIVE
     hits: int = 1
     lost_for: float = 0.0  # frames (at the nominal rate) since the last match
-    low_for: int = 0  # consecutive matches by low-scored poses only
-    low_anchor: np.ndarray | None = None  # box centre when the run of low-scored matches began
+    still_since: int | None = None  # frame since which an unconvincing track has not moved
+    still_anchor: np.ndarray | None = None  # its box centre and size then
     smoother: OneEuroFilter | None = None
     smoothed: np.ndarray | None = field(default=None, repr=False)
 
@@ -68,15 +68,16 @@ class PoseTracker:
          Kalman filter predicts; a lost track's box is widened as it is lost longer (the buffered
          IoU of C-BIoU, Yang et al., WACV 2023), since its predicted place grows uncertain;
       2. tracks still being seen against the low-scored poses (low_score..high_score, often
-         people partly hidden) on box IoU alone: they extend a track but never start one, and a
-         track kept only by low-scored poses for more than `low_patience` frames without moving
-         is let go (a pole or a sign the detector half believes);
+         people partly hidden) on box IoU alone: they extend a track but never start one;
       3. tentative tracks against the confident poses left;
       4. re-identification: tracks lost longer than the motion model bridges (up to
          `track_buffer`) against the confident poses left, gated by place (the centre within a
          radius that grows with the time lost) and box height, scored on keypoint geometry.
     A pose left over starts a tentative track only when scored >= `new_track_score` (the birth
-    threshold, above the matching one) and is reported after `min_hits` matches.
+    threshold, above the matching one; >= `high_score` in a stream's first frame) and is reported
+    after `min_hits` matches. A track whose running mean score is below `still_score` and that
+    has not moved (half its width) for `still_frames` frames ends: low-scored boxes on a pole or a
+    sign the detector half believes never keep it alive for long.
 
     The constant-velocity Kalman filter stops the box's size from changing once a track is lost
     and slows its motion after `motion_frames`, so the box a lost track predicts keeps the size
@@ -84,9 +85,27 @@ class PoseTracker:
 
     Defaults were chosen on two MOT15 sequences (TUD-Campus, TUD-Stadtmitte) with posekit's
     default detector and pose model (RTMDet-nano + MoveNet-Thunder INT8, boxes >= 0.2), scored
-    by box IoU 0.5 against the MOTChallenge ground truth (`posekit bench --stage track`):
-    DEFAULTS_TABLE
-    and checked on ../shared/media/demo.mp4.
+    by box IoU 0.5 against the MOTChallenge ground truth (`posekit bench --stage track`), and
+    checked on ../shared/media/demo.mp4 (5-6 people tracked a frame, as before). MOTA / IDF1 /
+    HOTA, Campus then Stadtmitte, the same detections replayed into each tracker:
+
+      these defaults                          0.677 / 0.743 / 0.524   0.772 / 0.833 / 0.607
+      supervision ByteTrack 0.30.9 defaults   0.563 / 0.659 / 0.470   0.710 / 0.730 / 0.555
+      greedy IoU                              0.409 / 0.542 / 0.437   0.661 / 0.635 / 0.509
+      the previous defaults (birth 0.3, no    0.312 / 0.597 / 0.452   0.660 / 0.773 / 0.571
+        re-identification, lost boxes shrink)
+
+    What each choice does there (MOTA / IDF1, Campus | Stadtmitte; one change from the defaults):
+      birth 0.4 instead of 0.5            0.604 / 0.717 | 0.782 / 0.835  (Campus FP 54 -> 80)
+      birth 0.6                           0.663 / 0.733 | 0.740 / 0.813
+      no re-identification (buffer 12)    0.655 / 0.726 | 0.760 / 0.822
+      lost boxes not widened (growth 0)   0.643 / 0.677 | 0.772 / 0.833
+      no still-track rule                 0.585 / 0.710 | 0.772 / 0.831  (Campus FP 54 -> 87)
+      all four off, birth 0.3             0.348 / 0.570 | 0.670 / 0.813
+    The detector scores poles, signs and cones there 0.25-0.45 and most people above 0.5; in the
+    demo video it scores people 0.3-0.65, hence births from 0.3 in the first frame. Stage
+    thresholds 0.3 / 0.2, `min_hits` 3, 45-90 frames of buffer and 0.02-0.03 growth move the
+    scores by less than 0.01. The defaults are in frames at `frame_rate` (tuned at 25 fps).
 
     Arguments (all keyword):
       high_score:       poses scored at least this take part in the first stage
@@ -107,7 +126,8 @@ class PoseTracker:
                         after that, only by re-identification (stage 4)
       lost_box_growth:  a lost track's box is widened by this fraction of its size per frame
                         lost (capped at 1.0) for the first stage's IoU
-      low_patience:     frames a track may live on low-scored poses alone without moving
+      still_score, still_frames: a track scored below `still_score` (running mean of its matches)
+                        that stays within half its width for `still_frames` frames ends
       reid_similarity:  the least re-identification score (0..1) of a stage-4 match
       frame_rate:       the nominal frame rate; `update(dt=...)` or `update(timestamp=...)` in
                         seconds make the motion model follow irregular or changing frame rates
@@ -136,7 +156,8 @@ class PoseTracker:
         track_buffer: int = 60,
         motion_frames: int = 12,
         lost_box_growth: float = 0.02,
-        low_patience: int = 30,
+        still_score: float = 0.45,
+        still_frames: int = 10,
         reid_similarity: float = 0.4,
         frame_rate: float = 30.0,
         on_resize: str = "rescale",
@@ -148,9 +169,9 @@ class PoseTracker:
             raise ValueError(f"expected 0 <= low_score <= high_score, got {low_score} and {high_score}")
         if not 0.0 <= iou_weight <= 1.0:
             raise ValueError(f"expected iou_weight in [0, 1], got {iou_weight}")
-        if min_hits < 1 or track_buffer < 0 or frame_rate <= 0 or motion_frames < 0 or low_patience < 0:
-            raise ValueError(f"expected min_hits >= 1, track_buffer >= 0, motion_frames >= 0, low_patience >= 0, "
-                             f"frame_rate > 0, got {min_hits}, {track_buffer}, {motion_frames}, {low_patience}, "
+        if min_hits < 1 or track_buffer < 0 or frame_rate <= 0 or motion_frames < 0 or still_frames < 1:
+            raise ValueError(f"expected min_hits >= 1, track_buffer >= 0, motion_frames >= 0, still_frames >= 1, "
+                             f"frame_rate > 0, got {min_hits}, {track_buffer}, {motion_frames}, {still_frames}, "
                              f"{frame_rate}")
         if score_field not in ("scores", "box_scores"):
             raise ValueError(f"expected score_field 'scores' or 'box_scores', got {score_field!r}")
@@ -168,7 +189,8 @@ class PoseTracker:
         self.track_buffer = track_buffer
         self.motion_frames = motion_frames
         self.lost_box_growth = lost_box_growth
-        self.low_patience = low_patience
+        self.still_score = still_score
+        self.still_frames = still_frames
         self.reid_similarity = reid_similarity
         self.frame_rate = frame_rate
         self.on_resize = on_resize
@@ -241,7 +263,6 @@ class PoseTracker:
         # Stage 2: tracks still being seen against the low-scored poses, on box IoU only.
         tracked = [t for t in rest_tracks if t.state == TRACKED]
         m2, _, _ = self._associate(tracked, poses, low, use_keypoints=False, threshold=self.low_min_iou)
-        m2 = [(t, i) for t, i in m2 if self._low_match_allowed(t, poses.boxes[i])]
         # Stage 3: tentative tracks against the confident poses left over.
         m3, _, rest_high = self._associate(tentative, poses, rest_high, use_keypoints=True,
                                            threshold=self.min_similarity)
@@ -251,22 +272,25 @@ class PoseTracker:
                      and t not in recent]
         m4, rest_high = self._reidentify(long_lost, poses, rest_high, scores, step)
 
-        for track, i in matches + m3 + m4:
-            self._observe(track, poses, i, float(scores[i]), low=False)
-        for track, i in m2:
-            self._observe(track, poses, i, float(scores[i]), low=True)
-        matched = {id(t): i for t, i in matches + m2 + m3 + m4}
+        for track, i in matches + m2 + m3 + m4:
+            self._observe(track, poses, i, float(scores[i]))
+        stuck = {id(t) for t in self._tracks if t.state != TENTATIVE and self._stuck(t)}
+        matched = {id(t): i for t, i in matches + m2 + m3 + m4 if id(t) not in stuck}
         for track in self._tracks:
             if id(track) not in matched:
                 track.lost_for += step
                 if track.state == TRACKED:
                     track.state = LOST
-                    track.low_for = 0
-        # A tentative track missed once is dropped; a lost one once its buffer runs out.
+        # A tentative track missed once is dropped; a lost one once its buffer runs out; a stuck
+        # one at once.
         self._tracks = [t for t in self._tracks if id(t) in matched or
-                        (t.state == LOST and t.lost_for <= self.track_buffer)]
+                        (t.state == LOST and t.lost_for <= self.track_buffer and id(t) not in stuck)]
+        # In the first frame every confident pose starts a track (confirmed at once, as in SORT), so
+        # a stream does not open empty while its people score below the birth threshold; the ones
+        # that are not people, and do not move, end after `still_frames`.
+        birth = self.high_score if self._frame_index == 1 else self.new_track_score
         for i in rest_high:
-            if scores[i] >= self.new_track_score:
+            if scores[i] >= birth:
                 track = self._start(poses, int(i), float(scores[i]))
                 self._tracks.append(track)
                 matched[id(track)] = int(i)
@@ -311,14 +335,18 @@ class PoseTracker:
         if track.lost_for > self.motion_frames / 2:
             mean[4:6] *= 0.9 ** step
 
-    def _low_match_allowed(self, track: _Track, box: np.ndarray) -> bool:
-        """A track may live on low-scored poses alone for `low_patience` frames, and longer only
-        while it moves (half a box width or more since the run began)."""
-        if track.low_for < self.low_patience:
-            return True
-        centre = xyxy_to_cxcywh(box)
-        moved = np.abs(centre[:2] - track.low_anchor[:2]).max()
-        return moved >= 0.5 * centre[2]
+    def _stuck(self, track: _Track) -> bool:
+        """Whether a track has scored below `still_score` on average (a running mean) and stayed
+        where it is (within half its width) for `still_frames` frames: a pole or a sign that the
+        detector half believes, kept alive by low-scored boxes. Such a track ends."""
+        if track.score >= self.still_score:
+            track.still_since = track.still_anchor = None
+            return False
+        here = xyxy_to_cxcywh(track.last_box)
+        if track.still_since is None or np.abs(here[:2] - track.still_anchor[:2]).max() > 0.5 * here[2]:
+            track.still_since, track.still_anchor = self._frame_index, here
+            return False
+        return self._frame_index - track.still_since >= self.still_frames
 
     def _step(self, dt: float | None, timestamp: float | None) -> float:
         """The time since the previous update, in frames at the nominal rate."""
@@ -443,18 +471,12 @@ class PoseTracker:
         matches, _, rest = self._assign(tracks, index, sim, self.reid_similarity)
         return matches, rest
 
-    def _observe(self, track: _Track, poses: Poses, i: int, score: float, low: bool) -> None:
+    def _observe(self, track: _Track, poses: Poses, i: int, score: float) -> None:
         track.kalman.update(poses.boxes[i])
         track.last_box = poses.boxes[i].copy()
         track.keypoints = poses.keypoints[i].copy()
         track.keypoint_scores = poses.keypoint_scores[i].copy()
         track.score = 0.9 * track.score + 0.1 * score
-        if low:
-            if track.low_for == 0:
-                track.low_anchor = xyxy_to_cxcywh(track.last_box)
-            track.low_for += 1
-        else:
-            track.low_for = 0
         if track.state == LOST:
             track.state = TRACKED  # re-identified: it keeps its ID
         else:
