@@ -28,8 +28,8 @@ def cxcywh_to_xyxy(box: np.ndarray) -> np.ndarray:
 
 def _size(mean: np.ndarray) -> np.ndarray:
     """(4,) the box's (w, h, w, h), at least 1 pixel: the scale of every noise term."""
-    w, h = max(mean[2], 1.0), max(mean[3], 1.0)
-    return np.array([w, h, w, h])
+    w, h = float(mean[2]), float(mean[3])
+    return np.array([w if w > 1.0 else 1.0, h if h > 1.0 else 1.0] * 2)
 
 
 class BoxKalman:
@@ -62,15 +62,15 @@ class BoxKalman:
         """Advance `step` frames (0 leaves the state as it is)."""
         if step <= 0:
             return
-        size = _size(self.mean)
+        mean = self.mean
+        size2 = _size(mean) ** 2
         # Random-walk noise grows linearly with the time elapsed.
-        q_p = (STD_POSITION * size) ** 2 * step
-        q_v = (STD_VELOCITY * size) ** 2 * step
-        self.mean[:4] += step * self.mean[4:]
-        self.mean[2:4] = np.maximum(self.mean[2:4], 1.0)  # a shrinking box never turns inside out
-        self._pp = self._pp + 2 * step * self._pv + step * step * self._vv + q_p
+        mean[:4] += step * mean[4:]
+        if mean[2] < 1.0 or mean[3] < 1.0:  # a shrinking box never turns inside out
+            mean[2:4] = np.maximum(mean[2:4], 1.0)
+        self._pp = self._pp + (2 * step) * self._pv + (step * step) * self._vv + (STD_POSITION ** 2 * step) * size2
         self._pv = self._pv + step * self._vv
-        self._vv = self._vv + q_v
+        self._vv = self._vv + (STD_VELOCITY ** 2 * step) * size2
 
     def update(self, box_xyxy: np.ndarray) -> None:
         z = xyxy_to_cxcywh(box_xyxy)
