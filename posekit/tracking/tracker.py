@@ -267,10 +267,9 @@ class PoseTracker:
         m3, _, rest_high = self._associate(tentative, poses, rest_high, use_keypoints=True,
                                            threshold=self.min_similarity)
         # Stage 4: re-identify tracks lost for longer than the motion model bridges.
-        matched_now = {id(t) for t, _ in matches + m3}
-        long_lost = [t for t in self._tracks if t.state == LOST and id(t) not in matched_now
-                     and t not in recent]
-        m4, rest_high = self._reidentify(long_lost, poses, rest_high, scores, step)
+        seen = {id(t) for t in recent}
+        long_lost = [t for t in self._tracks if t.state == LOST and id(t) not in seen]
+        m4, rest_high = self._reidentify(long_lost, poses, rest_high)
 
         for track, i in matches + m2 + m3 + m4:
             self._observe(track, poses, i, float(scores[i]))
@@ -433,8 +432,8 @@ class PoseTracker:
         rest_index = np.array([d for c, d in enumerate(index) if c not in used_cols], np.int64)
         return matches, rest_tracks, rest_index
 
-    def _reidentify(self, tracks: list[_Track], poses: Poses, index: np.ndarray, scores: np.ndarray,
-                    step: float) -> tuple[list[tuple[_Track, int]], np.ndarray]:
+    def _reidentify(self, tracks: list[_Track], poses: Poses,
+                    index: np.ndarray) -> tuple[list[tuple[_Track, int]], np.ndarray]:
         """Stage 4: long-lost tracks against confident poses, gated by place and height, scored
         on keypoint geometry (OKS of the track's last pose moved onto the new box)."""
         index = np.asarray(index, np.int64)
