@@ -77,6 +77,18 @@ def test_mot_round_trip(tmp_path):
     assert evaluate_tracking(frames, back)["MOTA"] == 1.0
 
 
+def test_eval_track_scores_mot_text_and_an_empty_result(tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,20,40,100,1,-1,-1,-1\n2,1,12,20,40,100,1,-1,-1,-1\n")
+    (tmp_path / "same.txt").write_text(gt.read_text())
+    (tmp_path / "none.txt").write_text("")  # `track --format mot` on a video where nobody was seen
+    for pred, mota in (("same.txt", 1.0), ("none.txt", 0.0)):
+        r = _cli("eval-track", "--gt", str(gt), "--pred", str(tmp_path / pred), "--json", str(tmp_path / "m.json"))
+        assert r.returncode == 0, r.stderr[-2000:]
+        m = json.loads((tmp_path / "m.json").read_text())
+        assert (m["MOTA"], m["GT"], m["frames"]) == (mota, 2, 2), m
+
+
 def test_mot_ground_truth_rules(tmp_path):
     # gt: conf 0 rows are ignored, and frames up to the last named one all count (frame 2 empty)
     gt = tmp_path / "gt.txt"

@@ -139,6 +139,8 @@ def read_tracks(path: str | os.PathLike) -> dict[int, Poses]:
         raise FileNotFoundError(f"{path}: no such file (expected PoseTrack JSON or JSON Lines)")
     text = path.read_text(encoding="utf-8")
     if not text.strip():
+        if path.suffix == ".txt":  # MOTChallenge results of a video where nobody was tracked
+            return {}
         raise ValueError(f"{path}: the file is empty (expected PoseTrack JSON, JSON Lines or MOT text)")
     from posekit.tracking.mot import looks_like_mot, read_mot
 
