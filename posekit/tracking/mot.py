@@ -9,6 +9,9 @@ x3d..:     world coordinates, -1 when unknown (MOT16+ ground truth puts class an
 `read_mot` gives {frame index: tracked Poses} with 0-based frame indices, the numbering of the
 JSON Lines `posekit track` writes (MOT frame f is frame index f - 1), so either kind of file scores
 against the other in `posekit eval-track`. The poses have boxes only (keypoints zero, scored 0).
+MOT16/17 ground truth's class and visibility columns are not read: its distractor classes
+(static people, reflections) count as people here, where the official evaluation (TrackEval)
+removes predictions matched to them; MOT15's ground truth has no classes, so it scores as there.
 """
 
 from __future__ import annotations
