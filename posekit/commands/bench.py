@@ -7,6 +7,10 @@ and on annotated boxes, and an AP-versus-speed plot (--plot).
 --stage pipeline times posekit's whole pipeline against the plain per-person loop (RTMDet-nano,
 then each crop alone through Google's MoveNet graph) on the same images, in one run, and
 reports images/s and COCO keypoint AP for both.
+
+--stage track scores posekit's tracker, a greedy IoU tracker and ByteTrack (supervision, when
+installed: `pip install 'posekit[bench]'`) on the same detections of MOTChallenge sequences
+(MOTA, IDF1, HOTA, IDSW, FP, FN, ms/frame), and times each tracker alone at --people a frame.
 """
 
 from __future__ import annotations
@@ -97,18 +101,41 @@ def _print_models(report: dict) -> None:
     print(f"{report['images']} images, fastest of {report['repeat']} passes each; {report['machine']}")
 
 
+def _bench_track(args: argparse.Namespace) -> dict:
+    from posekit.cli import build_parser
+    from posekit.commands import make_estimator
+    from posekit.tracking.benchmark import bench_tracking
+
+    if not args.sequences:
+        raise ValueError("--stage track scores MOTChallenge sequences: pass --sequences DIR [DIR ...]")
+
+    def estimator():  # what `posekit track` runs by default, with this command's --det and --pose
+        track_args = build_parser().parse_args(["track", "-", "--out", "-", "--det", args.det, "--pose", args.pose])
+        return make_estimator(track_args, det_score_threshold=track_args.det_threshold,
+                              oks_threshold=track_args.oks_threshold or None)
+
+    return bench_tracking(args.sequences, estimator, cache=args.detections, people=args.people)
+
+
+def _print_track(report: dict) -> None:
+    from posekit.tracking.benchmark import format_report
+
+    print(format_report(report))
+
+
 # stage -> (run(args) -> report, print(report)); other stages register here.
 STAGES = {
     "pipeline": (_bench_pipeline, _print_pipeline),
     "models": (_bench_models, _print_models),
     "det": (_bench_engines, _print_engines),
     "pose": (_bench_engines, _print_engines),
+    "track": (_bench_track, _print_track),
 }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", choices=sorted(STAGES), default="pipeline", help="what to time (default %(default)s)")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images to time on")
+    p.add_argument("--images", metavar="DIR", help="folder of images to time on (every stage but track)")
     p.add_argument("--ann", metavar="JSON",
                    help="COCO keypoint annotations for AP (default: the one .json beside the images folder)")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
@@ -141,6 +168,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch, or with --stage models AP vs "
                                                        "images/s (needs matplotlib)")
+    track = p.add_argument_group("--stage track (trackers on the same detections of MOTChallenge sequences)")
+    track.add_argument("--sequences", nargs="+", metavar="DIR",
+                       help="sequence folders, each with gt/gt.txt, seqinfo.ini and <name>.mp4")
+    track.add_argument("--detections", metavar="DIR",
+                       help="keep each sequence's detections here and reuse them on later runs")
+    track.add_argument("--people", type=int, default=20,
+                       help="also time each tracker alone at this many people a frame; 0 skips (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
 
     from posekit.io import write_json
 
-    if args.ann is None:
+    if args.stage != "track" and not args.images:
+        raise ValueError(f"--stage {args.stage} times on images: pass --images DIR")
+    if args.ann is None and args.images:
         found = sorted(Path(args.images).resolve().parent.glob("*.json"))
         args.ann = str(found[0]) if len(found) == 1 else None
     run_stage, print_stage = STAGES[args.stage]

@@ -2,6 +2,8 @@
 
   <name>.jsonl            one line per frame: every person's box, keypoints, scores and track_id
   <name>.posetrack.json   PoseTrack 2018/21 JSON, the format the official poseval tools score
+  <name>.txt              with --format mot: MOTChallenge results (frame,id,x,y,w,h,score,-1,-1,-1,
+                          1-based frames), what MOT benchmarks and `posekit eval-track` score
   <name>.mp4              the video drawn with one colour per track ID and short trails
 
 A digit names a camera (stop with --max-frames or Ctrl-C). Each output appears only once its
@@ -21,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     add_model_arguments(p)
     add_tracker_arguments(p)
+    p.add_argument("--format", default="jsonl,posetrack", type=_formats, metavar="F[,F]",
+                   help="tracked outputs, comma-separated: jsonl, posetrack, mot (default jsonl,posetrack)")
+    p.add_argument("--save-detections", action="store_true",
+                   help="also write <name>.detections.npz: every frame's poses before tracking, to replay "
+                        "into a tracker without the models (posekit.tracking.detections)")
     p.add_argument("--no-video", action="store_true", help="skip the rendered video")
     p.add_argument("--trail", type=int, default=20, help="trail length in frames (default 20)")
     p.add_argument("--fps", type=float, help="frame rate for timestamps and output (default: the video's)")
@@ -40,26 +47,45 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "exceeds this; 0 turns it off (default 0.8)")
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from posekit.tracking.video import FORMATS
+
+    names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected formats among {', '.join(FORMATS)}, got {text!r}")
+    return names
+
+
+# The tracker options' defaults are PoseTracker's (chosen on MOT15, see its docstring); the help
+# repeats them, and tests/test_mot15.py checks that it says the same.
+TRACKER_OPTIONS = {
+    # option: (PoseTracker argument, type, help)
+    "--track-high": ("high_score", float, "first-stage match score (default 0.3)"),
+    "--track-birth": ("new_track_score", float, "the least score that starts a new track (default 0.5; "
+                                                "RTMDet-nano scores false people on poles and signs 0.25-0.45)"),
+    "--track-low": ("low_score", float, "poses scored below are ignored; between this and --track-high they "
+                                        "only extend tracks (default 0.2)"),
+    "--min-hits": ("min_hits", int, "matches before a track is reported (default 3)"),
+    "--track-buffer": ("track_buffer", int, "frames a lost track is kept for re-identification (default 60)"),
+}
+
+
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracker")
     g.add_argument("--track-score", choices=["box", "person"], default="box",
                    help="the score the tracker thresholds apply to (default box: the detector's)")
-    g.add_argument("--track-high", type=float, default=0.3,
-                   help="first-stage and new-track score (default 0.3; RTMDet-nano scores the people "
-                        "of a street scene 0.3 to 0.65)")
-    g.add_argument("--track-low", type=float, default=0.2, help="poses scored below are ignored (default 0.2)")
-    g.add_argument("--min-hits", type=int, default=3, help="matches before a track is reported (default 3)")
-    g.add_argument("--track-buffer", type=int, default=30, help="frames a lost track is kept (default 30)")
+    for option, (_, kind, text) in TRACKER_OPTIONS.items():
+        g.add_argument(option, type=kind, default=None, help=text)
     g.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the reported keypoints")
 
 
 def make_tracker(args: argparse.Namespace, frame_rate: float = 30.0):
     from posekit.tracking import PoseTracker
 
-    return PoseTracker(high_score=args.track_high, new_track_score=args.track_high, low_score=args.track_low,
-                       score_field="box_scores" if args.track_score == "box" else "scores",
-                       min_hits=args.min_hits, track_buffer=args.track_buffer, frame_rate=frame_rate,
-                       smoothing=args.smooth)
+    given = {name: getattr(args, option[2:].replace("-", "_")) for option, (name, _, _) in TRACKER_OPTIONS.items()}
+    return PoseTracker(score_field="box_scores" if args.track_score == "box" else "scores", frame_rate=frame_rate,
+                       smoothing=args.smooth, **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,11 +105,12 @@ def run(args: argparse.Namespace) -> int:
             fps = args.fps or video_fps(source, default=30.0)
             result = track_video(source, args.out, estimator=estimator, tracker=make_tracker(args, fps),
                                  render=not args.no_video, trail=args.trail, fps=fps, vid_id=vid_id,
-                                 max_frames=args.max_frames, stem=os.path.splitext(name)[0])
+                                 max_frames=args.max_frames, stem=os.path.splitext(name)[0],
+                                 formats=args.format, save_detections=args.save_detections)
         except (InputError, FileNotFoundError) as exc:
             failed += 1
             print(f"posekit track: error: {exc}", file=sys.stderr, flush=True)
             continue
-        outputs = ", ".join(str(p) for p in (result.jsonl, result.posetrack, result.video) if p)
+        outputs = ", ".join(str(p) for p in result.outputs)
         print(f"{result.source}: {result.frames} frames, {result.tracks} tracks -> {outputs}", flush=True)
     return 1 if failed else 0

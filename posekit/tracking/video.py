@@ -1,6 +1,6 @@
 """Track the people of a video or camera end to end: pose estimation on every frame, then
-`PoseTracker`, then per-frame JSON Lines, PoseTrack JSON and a rendered video with a stable
-colour per track ID and a short trail behind each person.
+`PoseTracker`, then per-frame JSON Lines, PoseTrack JSON, MOTChallenge text (any of the three)
+and a rendered video with a stable colour per track ID and a short trail behind each person.
 
 Every output is written under a temporary name and renamed when the video is done, so a video
 that fails half-way (truncated, unreadable) leaves no output that looks complete.
@@ -20,10 +20,13 @@ import numpy as np
 
 from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
+from posekit.tracking.mot import MotWriter
 from posekit.tracking.posetrack import PoseTrackWriter, frame_record
 from posekit.tracking.tracker import PoseTracker
 
 logger = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "posetrack", "mot")
 
 
 @dataclass
@@ -33,10 +36,16 @@ class TrackResult:
     source: str
     frames: int
     tracks: int  # distinct track IDs reported
-    jsonl: Path
-    posetrack: Path
+    jsonl: Path | None
+    posetrack: Path | None
     video: Path | None
     resolution_changes: int = 0
+    mot: Path | None = None
+    detections: Path | None = None
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.jsonl, self.posetrack, self.mot, self.detections, self.video) if p]
 
 
 class Trails:
@@ -89,12 +98,16 @@ def _frames(source: str | int, pending: deque) -> Iterator[np.ndarray]:
 
 def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any, tracker: PoseTracker | None = None,
                 render: bool = True, trail: int = 20, fps: float | None = None, stem: str | None = None,
-                vid_id: int = 0, max_frames: int | None = None) -> TrackResult:
+                vid_id: int = 0, max_frames: int | None = None, formats: tuple[str, ...] = ("jsonl", "posetrack"),
+                save_detections: bool = False) -> TrackResult:
     """Estimate and track every person in a video file or camera (an int index).
 
     estimator: a `posekit.PoseEstimator` (anything with ``stream(images) -> iterator of Poses``)
     tracker:   a `PoseTracker` (a fresh default one when None; it is reset first)
-    out_dir:   receives <stem>.jsonl, <stem>.posetrack.json and, when `render`, <stem>.mp4
+    out_dir:   receives <stem>.jsonl, <stem>.posetrack.json, <stem>.txt (as `formats` asks: "jsonl",
+               "posetrack", "mot" for MOTChallenge results), <stem>.detections.npz when
+               `save_detections` (every frame's untracked poses, for `posekit.tracking.detections`)
+               and, when `render`, <stem>.mp4
     fps:       frame rate for timestamps and the rendered video (default: the file's own)
     max_frames: stop after this many frames (for cameras, which never end by themselves)
     Raises `posekit.io.InputError` for a missing, empty (0 frames) or truncated video, after
@@ -118,14 +131,26 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     size: tuple[int, int] | None = None
     first_size: tuple[int, int] | None = None
     changes = 0
-    jsonl_path, posetrack_path = out_dir / f"{stem}.jsonl", out_dir / f"{stem}.posetrack.json"
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise ValueError(f"expected formats among {', '.join(FORMATS)}, got {', '.join(formats) or 'none'}")
+    jsonl_path = out_dir / f"{stem}.jsonl" if "jsonl" in formats else None
+    posetrack_path = out_dir / f"{stem}.posetrack.json" if "posetrack" in formats else None
+    mot_path = out_dir / f"{stem}.txt" if "mot" in formats else None
+    detections_path = out_dir / f"{stem}.detections.npz" if save_detections else None
+    detections: list[Poses] = []
     video_path = out_dir / f"{stem}.mp4" if render else None
     frames = 0
     # The render closes (or, on an error, deletes its temporary) before the JSON files do.
     render_to = VideoSink(video_path, fps=fps) if render else contextlib.nullcontext()
-    with JsonLinesWriter(jsonl_path) as jsonl, PoseTrackWriter(posetrack_path, vid_id=vid_id) as posetrack, \
-            render_to as sink:
+    with contextlib.ExitStack() as stack:
+        jsonl = stack.enter_context(JsonLinesWriter(jsonl_path)) if jsonl_path else None
+        posetrack = stack.enter_context(PoseTrackWriter(posetrack_path, vid_id=vid_id)) if posetrack_path else None
+        mot = stack.enter_context(MotWriter(mot_path)) if mot_path else None
+        sink = stack.enter_context(render_to)
         for poses in estimator.stream(_frames(source, pending)):
+            if save_detections:
+                detections.append(poses)
             image = pending.popleft()
             h, w = image.shape[:2]
             if size is not None and (w, h) != size:
@@ -139,15 +164,25 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
             tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
             ids.update(tracked.track_ids.tolist())
             file_name = f"{name}/{frames:06d}.jpg"
-            jsonl.write(frame_record(frames, tracked, timestamp=timestamp, image_size=size, file_name=file_name))
-            posetrack.add(tracked, file_name=file_name, image_size=size)
+            if jsonl is not None:
+                jsonl.write(frame_record(frames, tracked, timestamp=timestamp, image_size=size,
+                                         file_name=file_name))
+            if posetrack is not None:
+                posetrack.add(tracked, file_name=file_name, image_size=size)
+            if mot is not None:
+                mot.add(frames, tracked)
             if sink is not None:
                 sink.write(_render(image, tracked, trails, first_size))
             frames += 1
             if max_frames is not None and frames >= max_frames:
                 break
+        if save_detections:  # inside the stack: written only when every other output is
+            from posekit.tracking.detections import save_detections as write_detections
+
+            write_detections(detections_path, detections, source=source, fps=fps)
     logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
-    return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes)
+    return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes,
+                       mot=mot_path, detections=detections_path)
 
 
 def _render(image: np.ndarray, tracked: Poses, trails: Trails, size: tuple[int, int]) -> np.ndarray:
