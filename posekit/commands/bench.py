@@ -23,22 +23,24 @@ def _bench_pipeline(args: argparse.Namespace) -> dict:
     from posekit.baseline import bench_pipeline
     from posekit.pipeline import PoseEstimator
 
-    # One posekit row per detector threshold and pose-model precision (fp32: the float ONNX;
-    # int8: the cached INT8 build), all timed in the same run as the plain loop.
-    precisions = (args.precisions or "int8").split(",")
+    # One posekit row per detector threshold, pose-model precision (fp32: the float ONNX; int8:
+    # the cached INT8 build; none given: the model's default) and crop shape, all timed in the same
+    # run as the plain loop.
+    precisions = args.precisions.split(",") if args.precisions else [None]
     shapes = args.crop_shapes.split(",")
     estimators = {}
     for threshold in args.det_threshold:
         for precision in precisions:
             for shape in shapes:
                 label = "posekit"
-                if len(args.det_threshold) > 1:
+                if len(args.det_threshold) > 1 and threshold is not None:
                     label += f" det>={threshold:g}"
-                if len(precisions) > 1 or precision != "int8":
+                if precision is not None:
                     label += f" {precision}"
                 if len(shapes) > 1 or shape != "fit":
                     label += f" {shape}"
-                estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
+                models = {k: v for k, v in (("det", args.det), ("pose", args.pose)) if v}
+                estimators[label] = PoseEstimator(**models, workers=args.workers,
                                                   det_score_threshold=threshold, precision=precision,
                                                   crop_shape=shape)
     return bench_pipeline(args.images, args.ann, estimators, repeat=args.repeat)
@@ -110,7 +112,8 @@ def _bench_track(args: argparse.Namespace) -> dict:
         raise ValueError("--stage track scores MOTChallenge sequences: pass --sequences DIR [DIR ...]")
 
     def estimator():  # what `posekit track` runs by default, with this command's --det and --pose
-        track_args = build_parser().parse_args(["track", "-", "--out", "-", "--det", args.det, "--pose", args.pose])
+        models = [*(["--det", args.det] if args.det else []), *(["--pose", args.pose] if args.pose else [])]
+        track_args = build_parser().parse_args(["track", "-", "--out", "-", *models])
         return make_estimator(track_args, det_score_threshold=track_args.det_threshold,
                               oks_threshold=track_args.oks_threshold or None)
 
@@ -140,12 +143,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="COCO keypoint annotations for AP (default: the one .json beside the images folder)")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
     p.add_argument("--repeat", type=int, default=3, help="timed passes; the fastest counts (default %(default)s)")
-    p.add_argument("--det", default="rtmdet-nano-person", help="posekit's detector (default %(default)s)")
-    p.add_argument("--pose", default="movenet-thunder", help="posekit's pose model (default %(default)s)")
+    p.add_argument("--det", default=None, help="posekit's detector (default: posekit's, picodet-s-320-pedestrian)")
+    p.add_argument("--pose", default=None, help="posekit's pose model (default: posekit's, tinypose-256x192)")
     p.add_argument("--workers", type=int, default=3, help="posekit's worker threads (default %(default)s)")
-    p.add_argument("--det-threshold", type=float, nargs="+", default=[0.2], metavar="T",
+    p.add_argument("--det-threshold", type=float, nargs="+", default=[None], metavar="T",
                    help="posekit's detector score threshold; several values time one posekit row each "
-                        "(0.3 gives posekit the plain loop's boxes; default %(default)s)")
+                        "(default: the detector's own, 0.3 for PicoDet, 0.2 for the others)")
     p.add_argument("--crop-shapes", default="fit", metavar="S",
                    help="posekit's crop shapes, comma-separated, one posekit row each: fit (shaped like the "
                         "person) or square (default %(default)s)")
@@ -159,8 +162,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          help="comma-separated BACKEND[:PRECISION]; the first is the reference (default %(default)s)")
     engines.add_argument("--precisions",
                          help="for backends given without one (default fp32); with --stage pipeline, the "
-                              "pose model's precisions, one posekit row each, e.g. int8,fp32 (default int8, "
-                              "the CPU pipeline's default)")
+                              "pose model's precisions, one posekit row each, e.g. int8,fp32 (default: the "
+                              "model's CPU default); with --stage models, default int8,fp32")
     engines.add_argument("--batches", default="1,8", help="batch sizes (default %(default)s)")
     engines.add_argument("--device", default="cpu")
     engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from posekit.commands import DET_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,14 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ann", metavar="JSON", help="COCO annotation file: take each image's image_id from it")
     p.add_argument("--no-vis", action="store_true", help="do not write rendered images and videos")
     p.add_argument("--det", default=None, help=DET_HELP)
-    p.add_argument("--pose", default="movenet-thunder",
-                   help="pose model (registry name; movenet-lightning is faster; default %(default)s)")
+    p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     add_backend_arguments(p)
     p.add_argument("--batch", type=int, default=None,
                    help="most person crops per pose-model call (default: 2 on the CPU, where bigger batches are slower, 32 on a GPU)")
-    p.add_argument("--det-threshold", type=float, default=0.2,
-                   help="drop detector boxes scoring below this (default %(default)s)")
+    p.add_argument("--det-threshold", type=float, default=None, help=DET_THRESHOLD_HELP)
     p.add_argument("--oks-threshold", type=float, default=0.8,
                    help="pose NMS: drop a person whose OKS with a better one exceeds this; 0 turns it off (default %(default)s)")
     p.add_argument("--min-score", type=float, default=0.0,

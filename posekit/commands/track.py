@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.commands import DET_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det", default=None, help=DET_HELP)
-    p.add_argument("--pose", default="movenet-thunder", help="pose model (default movenet-thunder)")
+    p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     add_backend_arguments(p)
     p.add_argument("--det-threshold", type=float, default=0.2,
