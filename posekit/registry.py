@@ -74,7 +74,7 @@ class ModelSpec:
     @property
     def format(self) -> str:
         suffix = Path(self.files[0].path).suffix
-        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth"}.get(suffix, suffix.lstrip("."))
+        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth", ".xml": "openvino"}.get(suffix, suffix.lstrip("."))
 
 
 def _movenet(variant: str, size: int, sha_json: str, sha_bin: str, ap: str) -> ModelSpec:
