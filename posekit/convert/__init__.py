@@ -96,6 +96,8 @@ def convert_report(spec_or_name, out: str | os.PathLike, batch: int | str = "dyn
     checksums = source_checksum(paths)
     meta = _metadata(spec, conversion, output_names, checksums, batch, proto.opset_import[0].version, False, spatial)
     meta["posekit.converter"] = conversion.converter
+    if conversion.normalises_inside:
+        meta["posekit.mean"], meta["posekit.std"] = json.dumps([0.0] * 3), json.dumps([1.0] * 3)
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -122,6 +124,7 @@ class Conversion:
     reference_label: str
     output_layout: str  # export._metadata reads it as a model's output_layout
     converter: str
+    normalises_inside: bool = False  # the graph applies spec.mean/std itself (then the metadata says 0 and 1)
 
 
 def _tfjs(spec, paths, batch, spatial):
@@ -157,6 +160,10 @@ def check_conversion(path: Path, spec: registry.ModelSpec, conversion: Conversio
     reference, label = conversion.reference, conversion.reference_label
     engine = OnnxRuntimeEngine(path)
     images = check_image(spec, 2 if batch == "dynamic" else batch)
+    # what the runner feeds: the photo normalised by the metadata's mean/std (identity for MoveNet)
+    mean = np.asarray(json.loads(engine.metadata["posekit.mean"]), np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(json.loads(engine.metadata["posekit.std"]), np.float32).reshape(1, 3, 1, 1)
+    images = ((images - mean) / std).astype(np.float32)
     got = dict(zip(engine.output_names, engine(images)))
     diffs = _compare(got, reference(images), output_names, CHECK_ATOL, CHECK_RTOL, spec.name,
                      f"disagrees with the {label} on {ASSET_IMAGE.name}")
