@@ -58,7 +58,8 @@ def source_files(spec: registry.ModelSpec, weights: str | os.PathLike | None = N
         path = Path(weights)
         if path.suffix == ".xml" and path.is_file():
             return [path, path.with_suffix(".bin")]
-    return registry.find_weights(spec.name, path=weights, download=download)
+        return registry.find_weights(spec.name, path=weights, download=download)
+    return [registry.find_file(wf, download=download) for wf in spec.files]
 
 
 def convert(spec_or_name, out: str | os.PathLike, batch: int | str = "dynamic", spatial: str = "fixed",
@@ -200,21 +201,25 @@ def _compare(got, expected, names, atol, rtol, label, what) -> dict[str, float]:
     return diffs
 
 
-def converted_path(name: str, batch: int | str = "dynamic", spatial: str = "fixed", download: bool = True) -> Path:
+def converted_path(spec_or_name, batch: int | str = "dynamic", spatial: str = "fixed", download: bool = True) -> Path:
     """Where `ensure_converted` keeps this conversion: named by the weights' checksum and the options."""
     from posekit.convert._onnx_graph import OPSET
     from posekit.export import _combined, source_checksum
 
-    checksums = source_checksum(registry.find_weights(name, download=download))
-    tag = f"{name}-{_combined(checksums)[:16]}-b{batch}-op{OPSET}-cv" + ("-hwdynamic" if spatial == "dynamic" else "")
+    spec = _spec(spec_or_name)
+    checksums = source_checksum(source_files(spec, download=download))
+    tag = f"{spec.name}-{_combined(checksums)[:16]}-b{batch}-op{OPSET}-cv" + ("-hwdynamic" if spatial == "dynamic" else "")
     return registry.cache_dir() / "onnx" / f"{tag}.onnx"
 
 
-def ensure_converted(name: str, batch: int | str = "dynamic", spatial: str = "fixed", download: bool = True) -> Path:
-    """The cached conversion of registry entry `name`, converted (and checked) on first use. No torch."""
-    path = converted_path(name, batch=batch, spatial=spatial, download=download)
+def ensure_converted(spec_or_name, batch: int | str = "dynamic", spatial: str = "fixed", download: bool = True) -> Path:
+    """The cached conversion of registry entry (or ModelSpec) `spec_or_name`, converted (and checked) on first use.
+
+    No torch. A changed weight file has another checksum, hence another cache name: it re-converts.
+    """
+    path = converted_path(spec_or_name, batch=batch, spatial=spatial, download=download)
     if path.is_file():
         return path
-    log.info("converting %s to %s (first use)", name, path)
-    convert(name, path, batch=batch, spatial=spatial, download=download)
+    log.info("converting %s to %s (first use)", _spec(spec_or_name).name, path)
+    convert(spec_or_name, path, batch=batch, spatial=spatial, download=download)
     return path

@@ -73,7 +73,7 @@ def _np_conv(x: np.ndarray, w: np.ndarray, d: dict, groups: int) -> np.ndarray:
             tap = x[:, :, i * dil[0]: i * dil[0] + (oh - 1) * strides[0] + 1: strides[0],
                     j * dil[1]: j * dil[1] + (ow - 1) * strides[1] + 1: strides[1]]
             if groups == 1:
-                out += np.einsum("nchw,oc->nohw", tap, w[:, :, i, j], optimize=True)
+                out += np.matmul(w[:, :, i, j], np.ascontiguousarray(tap).reshape(n, c, oh * ow)).reshape(n, o, oh, ow)
             elif ig == 1 and og == 1:  # depthwise
                 out += tap * w[None, :, 0, i, j, None, None]
             else:

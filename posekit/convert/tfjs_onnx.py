@@ -414,8 +414,8 @@ def _np_conv(x: np.ndarray, kernel: np.ndarray, strides, dilations, padding: str
             tap = x[:, y0:y0 + (oh - 1) * strides[0] + 1:strides[0], x0:x0 + (ow - 1) * strides[1] + 1:strides[1], :]
             if depthwise:  # (kh, kw, C, M): output channel c*M + m
                 term = (tap[..., :, None] * kernel[i, j][None, None, None]).reshape(n, oh, ow, -1)
-            else:
-                term = tap @ kernel[i, j]
+            else:  # one (N*H*W, C) @ (C, O) product on a contiguous copy: BLAS's fast path
+                term = (np.ascontiguousarray(tap).reshape(-1, c) @ kernel[i, j]).reshape(n, oh, ow, -1)
             out = term if out is None else out + term
     return out.astype(np.float32)
 
