@@ -61,7 +61,8 @@ def _np_conv(x: np.ndarray, w: np.ndarray, d: dict, groups: int) -> np.ndarray:
         raise ValueError(f"auto_pad {d.get('auto_pad')}")
     pb, pe = (_ints(d.get("pads_begin", "0,0")), _ints(d.get("pads_end", "0,0"))) if d.get("auto_pad") != "valid" else ([0, 0], [0, 0])
     strides, dil = _ints(d.get("strides", "1,1")), _ints(d.get("dilations", "1,1"))
-    x = np.pad(x, ((0, 0), (0, 0), (pb[0], pe[0]), (pb[1], pe[1])))
+    if any(pb) or any(pe):
+        x = np.pad(x, ((0, 0), (0, 0), (pb[0], pe[0]), (pb[1], pe[1])))
     n, c, h, wd = x.shape
     o, ig, kh, kw = w.shape
     oh = (h - (kh - 1) * dil[0] - 1) // strides[0] + 1
@@ -73,7 +74,10 @@ def _np_conv(x: np.ndarray, w: np.ndarray, d: dict, groups: int) -> np.ndarray:
             tap = x[:, :, i * dil[0]: i * dil[0] + (oh - 1) * strides[0] + 1: strides[0],
                     j * dil[1]: j * dil[1] + (ow - 1) * strides[1] + 1: strides[1]]
             if groups == 1:
-                out += np.matmul(w[:, :, i, j], np.ascontiguousarray(tap).reshape(n, c, oh * ow)).reshape(n, o, oh, ow)
+                # 2-D products of contiguous operands keep numpy on BLAS's fast path
+                wij = np.ascontiguousarray(w[:, :, i, j])
+                for b in range(n):
+                    out[b] += (wij @ np.ascontiguousarray(tap[b]).reshape(c, oh * ow)).reshape(o, oh, ow)
             elif ig == 1 and og == 1:  # depthwise
                 out += tap * w[None, :, 0, i, j, None, None]
             else:
