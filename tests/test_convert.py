@@ -4,7 +4,8 @@ Every converted network is compared on real inputs (person crops of the shared C
 the shared photo) with: posekit's torch export (MoveNet: `posekit.export.ensure_onnx`), raw
 outputs within 1e-4 of the output's largest magnitude and decoded keypoints within 0.1 px; and
 the independent references in ../shared/models/reference (tf2onnx MoveNet: decoded keypoints
-within 0.5 px, and its raw heads; ir2onnx TinyPose/PicoDet: outputs within 1e-3 relative), at
+within 0.5 px, and its raw heads; ir2onnx TinyPose/PicoDet: outputs within 1e-3 relative, TinyPose's
+decoded keypoints within 0.5 px), at
 batch 1 and a batch of several. A subprocess where torch cannot be imported converts and runs.
 """
 
@@ -33,6 +34,7 @@ TORCH_KP_PX = 0.1
 GOOGLE_KP_PX = 0.5
 GOOGLE_SCORE = 1e-3
 IR_REL = 1e-3  # converter vs ir2onnx reference: max |diff| / max |reference|, per output
+REF_KP_PX = 0.5
 IMAGENET = dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))  # RGB, 0..255 units
 
 # name, files (relative to the models folder), input size, task: the IR entries, until the registry has them
@@ -234,22 +236,38 @@ def test_ir_matches_reference(converted, name, batch):
             by_shape.setdefault(out.shape[1:], []).append(out)
     want = {n: np.concatenate(by_shape[v.shape[1:]]) for n, v in ours.items()}
     _assert_rel(ours, want, ours, IR_REL, f"{name} vs ir2onnx")
-    if "heatmaps" in ours:  # the same peak per keypoint
-        peaks = lambda h: h.reshape(*h.shape[:2], -1).argmax(-1)  # noqa: E731
-        assert (peaks(ours["heatmaps"]) == peaks(want["heatmaps"])).mean() >= 0.99
+    if "heatmaps" in ours:  # TinyPose's decoding (argmax + DARK) lands on the same points
+        _assert_same_keypoints(ours["heatmaps"], want["heatmaps"], spec_of(name).input_size, REF_KP_PX)
+
+
+def _assert_same_keypoints(heatmaps: np.ndarray, reference: np.ndarray, size, atol_px: float) -> None:
+    from posekit.ops.heatmaps import decode_heatmaps
+
+    kp, scores = decode_heatmaps(heatmaps, input_size=size)
+    kp_ref, scores_ref = decode_heatmaps(reference, input_size=size)
+    np.testing.assert_allclose(kp, kp_ref, atol=atol_px, rtol=0)
+    np.testing.assert_allclose(scores, scores_ref, atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("name", list(_IR))
 def test_ir_matches_torch_network(converted, name):
     torch = pytest.importorskip("torch")
     openvino_ir = pytest.importorskip("posekit.models.openvino_ir")  # branch ir
-    net = openvino_ir.build_openvino_ir(spec_of(name))
+    spec = spec_of(name)
+    net = openvino_ir.build_openvino_ir(spec, weights=MODELS / spec.files[0].path, download=False)
     x = _ir_inputs(name, 3)
     with torch.no_grad():
         out = net(torch.from_numpy(x))
     out = (out,) if isinstance(out, torch.Tensor) else out
-    _assert_rel(_run(converted[name].path, x), dict(zip(net.output_names, (t.numpy() for t in out))), net.output_names,
-                TORCH_REL, f"{name} vs torch")
+    ours, want = _run(converted[name].path, x), dict(zip(net.output_names, (t.numpy() for t in out)))
+    if "scores" in want:
+        # PicoDet's score is the Sqrt of a product of sigmoids: near 0 it turns a 1e-8 difference of the
+        # product into 2e-4 of the score (ONNX Runtime gives 0.0 where torch gives 1.9e-4, identically in
+        # the ir2onnx reference). Compared before that Sqrt; the 1e-3 reference test covers the scores.
+        ours["scores"], want["scores"] = ours["scores"] ** 2, want["scores"] ** 2
+    _assert_rel(ours, want, net.output_names, TORCH_REL, f"{name} vs torch")
+    if "heatmaps" in want:
+        _assert_same_keypoints(ours["heatmaps"], want["heatmaps"], spec.input_size, TORCH_KP_PX)
 
 
 def test_metadata_is_exports(converted):
