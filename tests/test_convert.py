@@ -55,7 +55,7 @@ def spec_of(name: str) -> registry.ModelSpec:
         return registry.MODELS[name]
     if name == "movenet-multipose":
         return registry.ModelSpec(
-            name=name, family="movenet-multipose", task="pose", input_size=(256, 256), colour="RGB",
+            name=name, family="movenet_multipose", task="pose", input_size=(256, 256), colour="RGB",
             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
             files=(registry.WeightFile("movenet-multipose/model.json"), registry.WeightFile("movenet-multipose/movenet-multipose.bin")),
             source="", licence="Apache-2.0", accuracy="")
@@ -180,11 +180,7 @@ MULTIPOSE_NAMES = tuple(h.name for h in MULTIPOSE_HEADS)
 
 @pytest.mark.parametrize("hw", [(256, 256), (192, 256)])
 def test_multipose_matches_google_at_two_sizes(converted, hw):
-    import cv2
-
-    bgr = cv2.imread(str(mc.COCO_IMAGES / "000000000785.jpg"))
-    images = np.stack([cv2.resize(bgr, hw[::-1])[:, :, ::-1], cv2.resize(bgr, hw[::-1])[:, ::-1, ::-1]])
-    images = mc.nchw(images)
+    images = _multipose_images(hw)
     ours = _run(converted["movenet-multipose"].path, images)
     assert tuple(ours) == MULTIPOSE_NAMES
     for i in range(len(images)):  # the reference takes one image at a time
@@ -192,10 +188,37 @@ def test_multipose_matches_google_at_two_sizes(converted, hw):
         _assert_rel(one, google_heads("multipose", images[i:i + 1]), MULTIPOSE_NAMES, IR_REL, f"multipose {hw} image {i}")
 
 
+def _multipose_images(hw) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(mc.COCO_IMAGES / "000000000785.jpg"))
+    rgb = cv2.resize(bgr, hw[::-1])[:, :, ::-1]
+    return mc.nchw(np.stack([rgb, rgb[:, ::-1]]))
+
+
+@pytest.mark.parametrize("hw", [(256, 256), (192, 256)])
+def test_multipose_people_match_google(converted, hw):
+    import onnxruntime as ort
+
+    multipose = pytest.importorskip("posekit.ops.multipose")  # branch multipose
+    images = _multipose_images(hw)
+    ours = multipose.decode_multipose(*_run(converted["movenet-multipose"].path, images).values())
+    google = ort.InferenceSession(str(MODELS / "reference" / "movenet-multipose.tf2onnx.onnx"), providers=["CPUExecutionProvider"])
+    packed = np.concatenate([google.run(None, {"input:0": images[i:i + 1].transpose(0, 2, 3, 1).astype(np.int32)})[0]
+                             for i in range(len(images))])
+    theirs = multipose.reference_output_to_multiposes(packed, hw)
+    keep = theirs.scores >= 0.1  # the people Google's graph reports with some confidence
+    assert keep.sum() >= 2 and (ours.scores >= 0.1).sum() == keep.sum()
+    np.testing.assert_allclose(ours.scores, theirs.scores, atol=GOOGLE_SCORE, rtol=0)
+    np.testing.assert_allclose(ours.keypoints[keep], theirs.keypoints[keep], atol=GOOGLE_KP_PX, rtol=0)
+    np.testing.assert_allclose(ours.keypoint_scores[keep], theirs.keypoint_scores[keep], atol=GOOGLE_SCORE, rtol=0)
+    np.testing.assert_allclose(ours.boxes[keep], theirs.boxes[keep], atol=GOOGLE_KP_PX, rtol=0)
+
+
 def test_multipose_matches_its_torch_network(converted):
     torch = pytest.importorskip("torch")
     movenet_multipose = pytest.importorskip("posekit.models.movenet_multipose")  # branch multipose
-    net = movenet_multipose.build_movenet_multipose(spec_of("movenet-multipose"))
+    net = movenet_multipose.build_movenet_multipose(spec_of("movenet-multipose"), weights=MODELS / "movenet-multipose")
     images = mc.nchw(np.stack([mc.person_crop(a, 256) for a in mc.EDGE_IDS[:3]]))
     with torch.no_grad():
         want = dict(zip(net.output_names, (t.numpy() for t in net(torch.from_numpy(images)))))

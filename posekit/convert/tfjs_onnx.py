@@ -73,7 +73,7 @@ MULTIPOSE_LAYOUT = (
 # registry family -> (heads, output layout recorded in the metadata)
 HEADS_BY_FAMILY = {
     "movenet": (MOVENET_HEADS, OUTPUT_LAYOUT),
-    "movenet-multipose": (MULTIPOSE_HEADS, MULTIPOSE_LAYOUT),
+    "movenet_multipose": (MULTIPOSE_HEADS, MULTIPOSE_LAYOUT),
 }
 
 # ops that are identities on the batch-1 image between the placeholder and the network
