@@ -401,3 +401,14 @@ def test_converts_and_runs_without_torch(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"movenet-lightning": [[3, 1, 48, 48], [3, 17, 48, 48], [3, 34, 48, 48], [3, 34, 48, 48]],
                       "picodet": [[3, 1, 765], [3, 765, 4]], "decoded": [1, 17, 2], "torch": "blocked"}
+
+
+def test_unsupported_ir_layer_names_layer_and_file():
+    from posekit.convert.openvino_onnx import IRConversionError, ir_to_onnx
+    from posekit.openvino import load_ir
+
+    ir = load_ir(MODELS / "tinypose-128x96" / "model.xml")
+    layer = next(l for l in ir.layers if l.type == "ReLU")
+    layer.type = "Elu"
+    with pytest.raises(IRConversionError, match=rf"model.xml: cannot convert Elu layer '{layer.name}'"):
+        ir_to_onnx(ir)
