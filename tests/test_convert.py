@@ -412,3 +412,21 @@ def test_unsupported_ir_layer_names_layer_and_file():
     layer.type = "Elu"
     with pytest.raises(IRConversionError, match=rf"model.xml: cannot convert Elu layer '{layer.name}'"):
         ir_to_onnx(ir)
+
+
+def test_int8_keeps_the_same_nodes_float(converted, shared_env):
+    """build.py picks the nodes INT8 leaves in float by the torch export's node names; the converted
+    graph is named the same way, so the same stem, FPN and heads stay float."""
+    import re
+
+    from posekit.build import POSE_FLOAT_PREFIXES
+    from posekit.export import ensure_onnx
+
+    def kept(path) -> set[str]:
+        return {re.sub(r"_output_0$", "", n.name) for n in onnx.load(str(path)).graph.node
+                if n.name.startswith(POSE_FLOAT_PREFIXES)}
+
+    ours, theirs = kept(converted["movenet-lightning"].path), kept(ensure_onnx("movenet-lightning"))
+    assert len(theirs) >= 30
+    # the export's slimmer folds away `x - 0` (MoveNet's zero mean); the converter keeps that Sub
+    assert ours - {"/Sub"} == theirs

@@ -61,6 +61,7 @@ MULTIPOSE_HEADS = MOVENET_HEADS + (
     Head("box_offset", "box_offset_0", False),
 )
 
+_HEAD_NAMES = {h.scope: h.name for h in MULTIPOSE_HEADS}
 # as posekit.models.movenet_multipose.OUTPUT_LAYOUT (branch multipose), which imports torch
 MULTIPOSE_LAYOUT = (
     "centre (B,1,H/4,W/4) sigmoid person-centre heatmap; "
@@ -80,6 +81,66 @@ HEADS_BY_FAMILY = {
 _PLUMBING = ("Cast", "Unpack", "ExpandDims", "Squeeze", "Identity")
 _BINARY = {"AddV2": "Add", "Add": "Add", "Sub": "Sub", "Mul": "Mul", "RealDiv": "Div", "Maximum": "Max", "Minimum": "Min"}
 _FUSED = {(): None, ("BiasAdd",): None, ("BiasAdd", "Relu"): "Relu", ("BiasAdd", "Relu6"): "Relu6"}
+
+
+# ONNX node names in the style of posekit's torch export (module path, then the op), so that name-based
+# rules written for that export (build.POSE_FLOAT_PREFIXES: which nodes INT8 keeps in float) hold for
+# the converted graph too. TF name (scopes stripped) -> module path, for convolutions; -> node name otherwise.
+_SCOPES = ("StatefulPartitionedCall/", "center_net_mobile_net_v2fpn_feature_extractor/model_1/")
+_SMOOTH = {"": 0, "_1": 1, "_2": 2}
+_CONV_PATHS = (
+    (r"model/Conv1_relu/Relu6", lambda m: "stem"),
+    (r"model/expanded_conv_depthwise/depthwise", lambda m: "blocks.0/depthwise"),
+    (r"model/expanded_conv_project_BN/FusedBatchNormV3", lambda m: "blocks.0/project"),
+    (r"model/block_(\d+)_expand_relu/Relu6", lambda m: f"blocks.{m[1]}/expand"),
+    (r"model/block_(\d+)_depthwise/depthwise", lambda m: f"blocks.{m[1]}/depthwise"),
+    (r"model/block_(\d+)_project_BN/FusedBatchNormV3", lambda m: f"blocks.{m[1]}/project"),
+    (r"model/out_relu/Relu6", lambda m: "last"),
+    (r"conv2d(?:_(\d))?/BiasAdd", lambda m: f"lateral.{int(m[1] or 0)}"),
+    (r"separable_conv2d(_\d)?/separable_conv2d/depthwise", lambda m: f"smooth.{_SMOOTH[m[1] or '']}/depthwise"),
+    (r"re_lu(_\d)?/Relu", lambda m: f"smooth.{_SMOOTH[m[1] or '']}/pointwise"),
+    (r"(\w+_0)/separable_conv2d_\d+/separable_conv2d/depthwise", lambda m: f"{_HEAD_NAMES[m[1]]}/features/depthwise"),
+    (r"(\w+_0)/re_lu_\d+/Relu", lambda m: f"{_HEAD_NAMES[m[1]]}/features/pointwise"),
+    (r"(\w+_0)/conv2d_\d+/BiasAdd", lambda m: f"{_HEAD_NAMES[m[1]]}/out"),
+)
+_OP_NAMES = (
+    (r"sub", lambda m: "Sub"),  # the input normalisation: (x - mean) * scale - 1
+    (r"truediv_1", lambda m: "Mul"),
+    (r"sub_1", lambda m: "Sub_1"),
+    (r"model/block_(\d+)_add/add", lambda m: f"blocks.{m[1]}/Add"),
+    (r"up_sampling2d(_\d)?/resize/ResizeBilinear", lambda m: f"Resize{m[1] or ''}"),
+    (r"tf\.__operators__\.add(_\d)?/AddV2", lambda m: f"Add{m[1] or ''}"),
+    (r"Sigmoid(_\d)?", lambda m: f"Sigmoid{m[1] or ''}"),
+)
+
+
+def _short(tf_name: str) -> str:
+    for scope in _SCOPES:
+        tf_name = tf_name.replace(scope, "")
+    return tf_name
+
+
+def conv_path(tf_name: str) -> str | None:
+    """The torch export's module path for a TF convolution node, e.g. ``blocks.3/expand``; None if unknown."""
+    short = _short(tf_name)
+    for pattern, path in _CONV_PATHS:
+        match = re.fullmatch(pattern, short)
+        if match:
+            try:
+                return path(match)
+            except KeyError:  # a head scope posekit does not know: keep the TF name
+                return None
+    return None
+
+
+def op_name(tf_name: str) -> str:
+    """The ONNX name for a non-convolution TF node: the torch export's where known, else the TF name."""
+    short = _short(tf_name)
+    for pattern, name in _OP_NAMES:
+        match = re.fullmatch(pattern, short)
+        if match:
+            return "/" + name(match)
+    return tf_name
 
 
 def _source(ref: str) -> tuple[str, int]:
@@ -289,11 +350,14 @@ class _Converter:
         inputs = [x, self.g.const(np.ascontiguousarray(weight, dtype=np.float32), f"{node.name}/weight")]
         if fused:
             inputs.append(self.g.const(self.weights[node.inputs[2]].astype(np.float32), f"{node.name}/bias"))
-        y = self.g.node("Conv", inputs, name=node.name + ("/conv" if _FUSED[fused] else ""), **attrs)
+        path = conv_path(node.name)
+        conv_name, parent = (f"/{path}/Conv", "/" + path.rsplit("/", 1)[0] + "/" if "/" in path else "/") if path else (
+            node.name + ("/conv" if _FUSED[fused] else ""), node.name + "/")
+        y = self.g.node("Conv", inputs, name=conv_name, **attrs)
         if _FUSED[fused] == "Relu":
-            y = self.g.node("Relu", [y], name=node.name)
+            y = self.g.node("Relu", [y], name=parent + "Relu")
         elif _FUSED[fused] == "Relu6":
-            y = self.g.node("Clip", [y, self.g.const(np.float32(0), "zero"), self.g.const(np.float32(6), "six")], name=node.name)
+            y = self.g.node("Clip", [y, self.g.const(np.float32(0), "zero"), self.g.const(np.float32(6), "six")], name=parent + "Clip")
         self.emit(node, y, (n, cout, oh, ow))
 
     def op__FusedConv2D(self, node: Node) -> None:
@@ -308,12 +372,12 @@ class _Converter:
     def _binary(self, node: Node) -> None:
         a, b = (self.operand(r, node) for r in node.inputs[:2])
         shape = np.broadcast_shapes(*(self.shape_of(r) for r in node.inputs[:2]))
-        self.emit(node, self.g.node(_BINARY[node.op], [a, b], name=node.name), shape)
+        self.emit(node, self.g.node(_BINARY[node.op], [a, b], name=op_name(node.name)), shape)
 
     op_AddV2 = op_Add = op_Sub = op_Mul = op_RealDiv = op_Maximum = op_Minimum = _binary
 
     def _unary(self, node: Node, op: str, **attrs) -> None:
-        self.emit(node, self.g.node(op, [self.operand(node.inputs[0], node)], name=node.name, **attrs),
+        self.emit(node, self.g.node(op, [self.operand(node.inputs[0], node)], name=op_name(node.name), **attrs),
                   self.shape_of(node.inputs[0]))
 
     def op_Relu(self, node: Node) -> None:
@@ -337,7 +401,7 @@ class _Converter:
             self.fail(node, "align_corners=True (a resize by a fixed scale cannot express it at every input size)")
         mode = "half_pixel" if node.attrs.get("half_pixel_centers") else "asymmetric"
         scales = self.g.const(np.array([1, 1, *factor], np.float32), "scales")
-        y = self.g.node("Resize", [self.operand(node.inputs[0], node), "", scales], name=node.name, mode="linear",
+        y = self.g.node("Resize", [self.operand(node.inputs[0], node), "", scales], name=op_name(node.name), mode="linear",
                         coordinate_transformation_mode=mode)
         self.emit(node, y, (n, c, round(h * factor[0]), round(w * factor[1])))
 
