@@ -307,8 +307,9 @@ def test_metadata_is_exports(converted):
     check = json.loads(meta["posekit.check"])
     assert max(check["max_abs_diff"].values()) < 1e-3 and "max_abs_diff_narrow" in check
     assert set(check["max_abs_diff_batch_vs_single"]) == set(OUTPUT_NAMES)
-    ir = converted["tinypose-256x192"].metadata
-    assert json.loads(ir["posekit.mean"]) == list(IMAGENET["mean"]) and json.loads(ir["posekit.std"]) == list(IMAGENET["std"])
+    ir, spec = converted["tinypose-256x192"].metadata, spec_of("tinypose-256x192")
+    assert json.loads(ir["posekit.mean"]) == list(spec.mean) and json.loads(ir["posekit.std"]) == list(spec.std)
+    assert np.allclose(spec.mean, IMAGENET["mean"]) and np.allclose(spec.std, IMAGENET["std"])  # applied by the runner
     assert json.loads(ir["posekit.input_size"]) == [256, 192] and ir["posekit.converter"] == "posekit.convert.openvino_onnx"
 
 
@@ -347,6 +348,7 @@ def test_unsupported_op_names_node_and_file():
     ("rtmdet-nano-person", {}, ValueError, "no converter for its 'onnx' weights"),
     ("tinypose-128x96", {"spatial": "dynamic"}, ValueError, "converts at its own input size only"),
     ("movenet-lightning", {"weights": MODELS / "movenet-thunder"}, ValueError, "declares a 256x256 input"),
+    ("tinypose-128x96", {"weights": MODELS / "tinypose-256x192"}, ValueError, "declares a 256x192 input"),
 ])
 def test_bad_requests(tmp_path, name, kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -55,9 +55,11 @@ def source_files(spec: registry.ModelSpec, weights: str | os.PathLike | None = N
         local = model_files(weights)
         if local:
             return local
-        path = Path(weights)
-        if path.suffix == ".xml" and path.is_file():
-            return [path, path.with_suffix(".bin")]
+        from posekit.openvino import ir_files
+
+        ir = ir_files(weights)  # an IR .xml, or a folder holding one
+        if ir:
+            return list(ir)
         return registry.find_weights(spec.name, path=weights, download=download)
     return [registry.find_file(wf, download=download) for wf in spec.files]
 
