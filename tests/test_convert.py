@@ -363,6 +363,9 @@ def test_ensure_converted_reuses_its_cache(tmp_path, monkeypatch):
     assert path == converted_path(spec) and path.parent == tmp_path / "onnx"
     stamp = path.stat().st_mtime_ns
     assert ensure_converted(spec) == path and path.stat().st_mtime_ns == stamp
+    from posekit.convert import ensure_onnx  # the drop-in for posekit.export.ensure_onnx
+
+    assert ensure_onnx("movenet-lightning") == path and path.stat().st_mtime_ns == stamp
 
 
 _TORCH_FREE = """
@@ -387,6 +390,8 @@ for name, target in (("movenet-lightning", "movenet-lightning"), ("picodet", spe
     result[name] = [list(o.shape) for o in outs]
 kp, _ = decode_movenet(*OnnxRuntimeEngine(f"{out}/movenet-lightning.onnx")(np.zeros((1, 3, 192, 192), np.float32)))
 result["decoded"] = list(kp.shape)
+from posekit.convert import ensure_onnx  # the drop-in the CPU path calls: no torch export behind it
+result["ensure_onnx"] = ensure_onnx("movenet-thunder", spatial="dynamic").name.endswith("-cv-hwdynamic.onnx")
 try:
     import torch  # noqa: F401
     result["torch"] = "importable"
@@ -402,7 +407,7 @@ def test_converts_and_runs_without_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"movenet-lightning": [[3, 1, 48, 48], [3, 17, 48, 48], [3, 34, 48, 48], [3, 34, 48, 48]],
-                      "picodet": [[3, 1, 765], [3, 765, 4]], "decoded": [1, 17, 2], "torch": "blocked"}
+                      "picodet": [[3, 1, 765], [3, 765, 4]], "decoded": [1, 17, 2], "ensure_onnx": True, "torch": "blocked"}
 
 
 def test_unsupported_ir_layer_names_layer_and_file():

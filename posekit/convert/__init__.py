@@ -2,6 +2,7 @@
 
     convert("movenet-thunder", "thunder.onnx", spatial="dynamic")   # -> Path
     ensure_converted("movenet-thunder")   # cached under registry.cache_dir() / "onnx", converted once
+    ensure_onnx("movenet-thunder")        # drop-in for posekit.export.ensure_onnx: converts where it can
 
 The registry entry's format picks the converter: ``tfjs`` (TF.js graph models: MoveNet single-
 and multi-pose, `posekit.convert.tfjs_onnx`) or ``openvino`` (OpenVINO IR: TinyPose, PicoDet,
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 # the batch-of-N run must equal the batch-1 runs to this (ONNX Runtime may pick other kernels per batch)
 BATCH_ATOL = 1e-4
 BATCH_RTOL = 1e-4
+
+
+# registry formats (ModelSpec.format) with a converter
+FORMATS = ("tfjs", "openvino")
 
 
 class ConversionCheckFailed(RuntimeError):
@@ -89,11 +94,10 @@ def convert_report(spec_or_name, out: str | os.PathLike, batch: int | str = "dyn
         raise ValueError(f"spatial must be one of {', '.join(SPATIAL)}, got {spatial!r}")
     if spatial == "dynamic" and spec.task != "pose":
         raise ValueError(f"{spec.name}: only pose models convert with dynamic height and width; it is a {spec.task}")
-    converters = {"tfjs": _tfjs, "openvino": _openvino}
-    if spec.format not in converters:
-        raise ValueError(f"{spec.name}: no converter for its {spec.format!r} weights; converters: {', '.join(converters)}")
+    if spec.format not in FORMATS:
+        raise ValueError(f"{spec.name}: no converter for its {spec.format!r} weights; converters: {', '.join(FORMATS)}")
     paths = source_files(spec, weights, download)
-    conversion = converters[spec.format](spec, paths, batch, spatial)
+    conversion = {"tfjs": _tfjs, "openvino": _openvino}[spec.format](spec, paths, batch, spatial)
     proto = conversion.proto
     output_names = [o.name for o in proto.graph.output]
     checksums = source_checksum(paths)
@@ -225,3 +229,17 @@ def ensure_converted(spec_or_name, batch: int | str = "dynamic", spatial: str = 
     log.info("converting %s to %s (first use)", _spec(spec_or_name).name, path)
     convert(spec_or_name, path, batch=batch, spatial=spatial, download=download)
     return path
+
+
+def ensure_onnx(name, batch: int | str = "dynamic", opset: int = 17, fp16: bool = False, download: bool = True,
+                spatial: str = "fixed") -> Path:
+    """Drop-in for `posekit.export.ensure_onnx` on the CPU path: TF.js and IR weights are converted
+    here without torch; other formats, float16 weights or another opset go to the torch export."""
+    from posekit.convert._onnx_graph import OPSET
+
+    spec = _spec(name)
+    if spec.format in FORMATS and not fp16 and opset == OPSET:
+        return ensure_converted(spec, batch=batch, spatial=spatial, download=download)
+    from posekit import export
+
+    return export.ensure_onnx(spec.name, batch=batch, opset=opset, fp16=fp16, download=download, spatial=spatial)
