@@ -14,6 +14,9 @@ transposed once): ``_FusedConv2D`` and the depthwise convolutions (TF 'SAME' pad
 pixel after, as ONNX ``SAME_UPPER``), element-wise arithmetic, ReLU/ReLU6/sigmoid, and
 ``ResizeBilinear`` (half-pixel centres) as ``Resize`` by a fixed scale, so that any input whose
 sides are multiples of 32 runs. An op outside that set fails naming the node and the file.
+ONNX nodes are named as posekit's torch export names them (``/stem/Conv``, ``/lateral.0/Conv``,
+``/heatmaps/out/Conv``, ``/Resize``...), so name-based rules written for that export (which nodes
+INT8 keeps in float) select the same nodes here.
 
 `run_tfjs_numpy` evaluates the same TF nodes with numpy in TF's own NHWC layout and semantics:
 the independent computation every conversion is checked against before it is written.
