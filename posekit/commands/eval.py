@@ -26,10 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit.evaluate import evaluate, report_json
+    from posekit.evaluate import evaluate, load_annotations, report_json
     from posekit.io import write_json
     from posekit.commands import make_estimator
 
+    load_annotations(args.ann)  # a missing eval extra or a bad annotation file fails before any model loads
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     boxes = ("detector", "gt") if args.boxes == "both" else (args.boxes,)
     report = evaluate(args.ann, args.images, estimator, boxes=boxes)

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from posekit.ops.assignment import linear_assignment
 from posekit.ops.boxes import box_iou
 from posekit.ops.oks import oks
 from posekit.structures import Poses
@@ -423,7 +423,7 @@ class PoseTracker:
 
     @staticmethod
     def _assign(tracks: list[_Track], index: np.ndarray, sim: np.ndarray, threshold: float):
-        rows, cols = linear_sum_assignment(-sim)
+        rows, cols = linear_assignment(-sim)
         keep = sim[rows, cols] >= threshold
         rows, cols = rows[keep], cols[keep]
         matches = [(tracks[r], int(index[c])) for r, c in zip(rows, cols)]
