@@ -37,10 +37,26 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
         raise ValueError(f"the {backend} pipeline has no flip test; use --backend onnxruntime for --flip")
     if ignored:  # CPU-pipeline knobs (batch, workers): the device pipeline batches whole chunks instead
         log.debug("the %s pipeline does not use %s", backend, ", ".join(sorted(ignored)))
+    # a 64-frame chunk is ~800 crops: right for a GPU, gigabytes of activations on a CPU
+    frames_per_batch = frames_per_batch or (GPU_FRAMES_PER_BATCH if device.startswith("cuda") else 4)
+    # Inductor compiles one graph per batch size: few sizes (a partial chunk and a photo are padded
+    # up), so a run compiles a handful of graphs once, and the persistent cache serves later runs.
+    sizes = dict(det_batch_sizes=sorted({min(8, frames_per_batch), frames_per_batch}),
+                 pose_batch_sizes=GPU_POSE_BATCHES) if backend == "inductor" else {}
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
-                               score_threshold=0.3 if det_score_threshold is None else det_score_threshold)
-    return GpuPoseEstimator(pipeline, frames_per_batch=frames_per_batch or 16, oks_threshold=oks_threshold,
+                               score_threshold=0.3 if det_score_threshold is None else det_score_threshold, **sizes)
+    if backend == "inductor":
+        log.info("compiling %s + %s for %s %s (first use of these settings; later runs load the cache)",
+                 det.name, pose.name, device, precision)
+        pipeline.warmup()
+    return GpuPoseEstimator(pipeline, frames_per_batch=frames_per_batch, oks_threshold=oks_threshold,
                             min_score=min_score)
+
+
+# frames per device batch, and the pose batch sizes compiled (crops of a 64-frame chunk of a busy
+# street, ~12 people a frame, fill the 1024 bucket)
+GPU_FRAMES_PER_BATCH = 64
+GPU_POSE_BATCHES = (128, 512, 1024)
 
 
 # backend -> (precisions the commands offer, default detector, the pipeline it runs, what it is)

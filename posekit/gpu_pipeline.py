@@ -22,8 +22,6 @@ Steps (all batched, all torch):
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -232,11 +230,14 @@ class GpuPosePipeline:
         self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
         self.max_det, self.crop_scale = max_det, crop_scale
 
-    def warmup(self, frame_shape: tuple[int, int]) -> None:
-        """Compile every batch size now (Inductor), from the frame size (H, W)."""
+    def warmup(self) -> float:
+        """Compile every batch size of both engines now (Inductor; eager engines need nothing);
+        returns the seconds it took."""
+        seconds = 0.0
         for engine, spec in ((self.det_engine, self.det_spec), (self.pose_engine, self.pose_spec)):
             if hasattr(engine, "warmup"):
-                engine.warmup((3, *spec.input_size))
+                seconds += engine.warmup((3, *spec.input_size))
+        return seconds
 
     @torch.inference_mode()
     def run_device(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -288,52 +289,22 @@ class GpuPosePipeline:
         return split_poses(out, n)
 
     def stream(self, frames: Iterable[np.ndarray], frames_per_batch: int = 16, prefetch: int = 4) -> Iterator[Poses]:
-        """Poses per frame, in order; frames are pulled (decoded) and stacked on a CPU thread,
-        uploaded from pinned memory, while the device works on the previous chunk."""
+        """Poses per frame, in order; frames are pulled (decoded) and stacked on a CPU thread and
+        run through the device on another (uploaded from pinned memory), while the caller takes
+        the previous chunk's poses."""
         pinned = self.device.type == "cuda"
-        for chunk in _stacked_chunks(frames, frames_per_batch, prefetch, pinned):
-            yield from self(chunk)
+        chunks = streams.prefetch((_stack(c, pinned) for c in streams.chunked(iter(frames), frames_per_batch)), prefetch)
+        for poses in streams.prefetch(map(self, chunks), 2):
+            yield from poses
 
 
 def split_poses(out: dict[str, np.ndarray], frames: int) -> list[Poses]:
-    result = []
-    for i in range(frames):
-        m = out["frame_index"] == i
-        result.append(Poses(boxes=out["boxes"][m], box_scores=out["box_scores"][m], keypoints=out["keypoints"][m],
-                            keypoint_scores=out["keypoint_scores"][m]))
-    return result
-
-
-_DONE = object()
-
-
-def _stacked_chunks(frames: Iterable[np.ndarray], size: int, depth: int, pinned: bool) -> Iterator[torch.Tensor]:
-    """Chunks of `size` frames as (B, H, W, 3) uint8 tensors (pinned when asked), made on a thread."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            chunk: list[np.ndarray] = []
-            for frame in frames:
-                chunk.append(frame)
-                if len(chunk) == size:
-                    q.put(_stack(chunk, pinned))
-                    chunk = []
-            if chunk:
-                q.put(_stack(chunk, pinned))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            failure.append(exc)
-        finally:
-            q.put(_DONE)
-
-    thread = threading.Thread(target=work, name="posekit-decode", daemon=True)
-    thread.start()
-    while (item := q.get()) is not _DONE:
-        yield item
-    thread.join()
-    if failure:
-        raise failure[0]
+    """The pipeline's flat arrays (people of every frame, frame_index ascending) -> one Poses per frame."""
+    order = np.argsort(out["frame_index"], kind="stable")
+    ends = np.searchsorted(out["frame_index"][order], np.arange(1, frames + 1))
+    pieces = {k: np.split(out[k][order], ends[:-1]) for k in ("boxes", "box_scores", "keypoints", "keypoint_scores")}
+    return [Poses(boxes=b, box_scores=s, keypoints=k, keypoint_scores=p)
+            for b, s, k, p in zip(pieces["boxes"], pieces["box_scores"], pieces["keypoints"], pieces["keypoint_scores"])]
 
 
 def _stack(chunk: list[np.ndarray], pinned: bool) -> torch.Tensor:
@@ -375,8 +346,18 @@ class GpuPoseEstimator:
         return self._finish(out)
 
     def stream(self, frames: Iterable[Any], prefetch: int = 4) -> Iterator[Poses]:
-        for chunk in _same_size_runs(streams.prefetch(iter(frames), prefetch), self.frames_per_batch):
-            yield from self._finish(self.pipeline([as_bgr(f) for f in chunk]))
+        """Poses per frame, in order, three stages at once: a thread decodes frames and stacks runs
+        of one size into (pinned) chunks, a thread runs the device pipeline on them (upload, both
+        networks, download), and the caller's thread scores and pose-NMSes the previous chunk."""
+        pinned = self.pipeline.device.type == "cuda"
+
+        def stacked() -> Iterator[torch.Tensor]:
+            for chunk in _same_size_runs(map(as_bgr, frames), self.frames_per_batch):
+                yield _stack(chunk, pinned)
+
+        chunks = streams.prefetch(stacked(), prefetch)
+        for poses in streams.prefetch(map(self.pipeline, chunks), 2):
+            yield from self._finish(poses)
 
     @torch.inference_mode()
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:

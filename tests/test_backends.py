@@ -37,8 +37,8 @@ def test_infer_int8_is_close_to_fp32_and_cached(tmp_path):
     runs = {}
     for precision in ("fp32", "int8"):
         out = tmp_path / precision
-        result = posekit("infer", *map(str, IMAGES), "--out", str(out), "--no-vis",
-                         "--backend", "onnxruntime", "--precision", precision)
+        result = posekit("infer", *map(str, IMAGES), "--out", str(out), "--no-vis", "--pose", "movenet-thunder",
+                         "--det", "rtmdet-nano-person", "--backend", "onnxruntime", "--precision", precision)
         assert result.returncode == 0, result.stderr
         runs[precision] = _people(out / "results.json")
     # the cached INT8 build of MoveNet is what ran (built by the first int8 use, reused after)
