@@ -22,9 +22,9 @@ def track_colour(track_id: int | None) -> tuple[int, int, int]:
 
 def draw_poses(image: np.ndarray, poses: Poses, keypoint_threshold: float = 0.3, boxes: bool = True,
                skeleton: tuple[tuple[int, int], ...] = COCO_SKELETON, copy: bool = True,
-               min_score: float = 0.0) -> np.ndarray:
-    """Draw the people of `poses` scoring at least `min_score` (person score, `poses.scores`) on
-    an (H, W, 3) uint8 BGR image; returns the drawn image.
+               min_box_score: float = 0.0) -> np.ndarray:
+    """Draw the people of `poses` whose detector box score reaches `min_box_score` on an
+    (H, W, 3) uint8 BGR image; returns the drawn image.
 
     Keypoints scoring at or below `keypoint_threshold` and the limbs touching them are left out.
     copy=False draws in place.
@@ -34,8 +34,8 @@ def draw_poses(image: np.ndarray, poses: Poses, keypoint_threshold: float = 0.3,
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
     canvas = image.copy() if copy else image
-    if min_score > 0 and len(poses):
-        poses = poses[poses.scores >= min_score]
+    if min_box_score > 0 and len(poses):
+        poses = poses[poses.box_scores >= min_box_score]
     thickness = max(1, int(round(max(image.shape[:2]) / 400)))
     for i in range(len(poses)):
         colour = track_colour(None if poses.track_ids is None else poses.track_ids[i])

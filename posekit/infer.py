@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
 IMAGES_NAME = "results.images.json"  # results.json's image ids: a COCO file pycocotools' loadRes takes
-VIS_THRESHOLD = 0.3  # renders draw people whose person score reaches this
+# Renders draw people whose detector box score reaches this: the default equals the tracker's
+# --track-high, so `infer` and `track` draw the same people of a video.
+VIS_THRESHOLD = 0.3
 
 
 @dataclass
@@ -71,8 +73,8 @@ class InferSummary:
         if self.journal:
             lines.append(f"  journal {self.journal}: rerun with --resume to finish the rest")
         if self.vis_threshold is not None and self.outputs:
-            lines.append(f"  renders draw people scoring >= {self.vis_threshold:g} (--vis-threshold); results "
-                         f"hold everyone found")
+            lines.append(f"  renders draw people whose box score is >= {self.vis_threshold:g} (--vis-threshold); "
+                         f"the results hold everyone found")
         return "\n".join(lines)
 
 
@@ -97,7 +99,7 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     tracker: None, or a factory ``tracker(fps) -> PoseTracker`` called once per video: its
     people then carry a "track_id" in the JSON Lines and one colour per ID in the render.
     max_frames: stop each video or camera after this many frames.
-    vis_threshold: renders draw the people whose person score reaches it (results keep all).
+    vis_threshold: renders draw the people whose detector box score reaches it (results keep all).
     resume: skip the inputs the journal of an earlier, interrupted run lists as done.
     overwrite: replace outputs already in `out` (without it or `resume`, existing outputs are
     refused with an `OutputError` before anything runs).
@@ -326,7 +328,7 @@ def _infer_video(estimator: Any, item: _Item, out: Path, vis: bool, vis_threshol
                     if sink is not None:
                         from posekit.draw import draw_poses
 
-                        sink.write(draw_poses(frame.image, poses, copy=False, min_score=vis_threshold))
+                        sink.write(draw_poses(frame.image, poses, copy=False, min_box_score=vis_threshold))
                     frames += 1
                     bar.update(1)
         finally:
@@ -376,7 +378,7 @@ def _images_document(images: list[dict]) -> dict:
 def _write_render(path: Path, image: Any, poses: Any, vis_threshold: float) -> None:
     from posekit.draw import draw_poses
 
-    write_image(path, draw_poses(image, poses, copy=False, min_score=vis_threshold))
+    write_image(path, draw_poses(image, poses, copy=False, min_box_score=vis_threshold))
 
 
 class _NoBar:

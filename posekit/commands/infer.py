@@ -8,7 +8,8 @@ Results go to --out:
   DIR/results.images.json   the image_id of each image (a COCO file: COCO(it).loadRes(results.json))
   DIR/<video>.jsonl         one line per video frame (schema posekit.frame/1, see the README)
   DIR/vis/...               rendered images and videos (skip with --no-vis); people scoring
-                            below --vis-threshold are not drawn (the results keep everyone)
+                            whose box score is below --vis-threshold are not drawn (the
+                            results keep everyone)
 
 Outputs take the input's file name; inputs that share one (day1/img.jpg, day2/img.jpg) keep the
 path below the folder they share. Existing outputs are not replaced without --overwrite.
@@ -36,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ann", metavar="JSON", help="COCO annotation file: take each image's image_id from it")
     p.add_argument("--no-vis", action="store_true", help="do not write rendered images and videos")
     p.add_argument("--vis-threshold", type=unit_interval, default=0.3, metavar="SCORE",
-                   help="renders draw people whose person score is at least this (default %(default)s; "
-                        "results.json and the JSON Lines keep everyone found)")
+                   help="renders draw people whose detector box score is at least this (default %(default)s, "
+                        "the tracker's --track-high, so infer and track draw the same people; results.json "
+                        "and the JSON Lines keep everyone found)")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out: inputs its journal lists as done are skipped")
