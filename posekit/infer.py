@@ -228,7 +228,7 @@ def _infer_images(todo: list[_Item], estimator: Any, out: Path, vis: bool, vis_t
                     if is_disk_full(exc):
                         journal.append(record)  # the keypoints are found: keep them
                         done[item.name] = record
-                        raise
+                        raise OSError(exc.errno, exc.strerror, str(render)) from exc
                     message = f"{item.source.path}: render not written ({_reason(exc)}); its people are in {RESULTS_NAME}"
                     log.warning("%s", message)
                     summary.failures.append(message)

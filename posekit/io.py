@@ -617,8 +617,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
                          f"({str(exc).strip().splitlines()[-1]})") from None
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode an image of shape {image.shape} as {path.suffix}")
-    with atomic_path(path) as tmp:
-        encoded.tofile(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(encoded.tobytes())  # (ndarray.tofile reports a full disk without its errno)
     return path
 
 
