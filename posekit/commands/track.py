@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from posekit.cli import check_device
     from posekit.commands import make_estimator
     from posekit.io import (InputError, OutputError, Source, check_out, describe_os_error, is_disk_full,
-                            output_names, prepare_out)
+                            output_names, prepare_out, video_fps)
     from posekit.tracking.video import track_video
 
     check_device(args.device)
@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for vid_id, (source, stem) in enumerate(zip(sources, stems)):
         try:
-            result = track_video(source, out, estimator=estimator, tracker=make_tracker(args, args.fps or 30.0),
+            rate = args.fps or video_fps(source, default=30.0)  # the tracker's frame rate (its buffers)
+            result = track_video(source, out, estimator=estimator, tracker=make_tracker(args, rate),
                                  render=not args.no_video, trail=args.trail, fps=args.fps, vid_id=vid_id,
                                  max_frames=args.max_frames, stem=stem, vis_threshold=args.vis_threshold,
                                  progress=True)
