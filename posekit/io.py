@@ -439,8 +439,7 @@ class VideoReader:
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
             self.close()
-            raise InputError(f"{self.name}: cannot open as a video (OpenCV could not read its container "
-                             f"{Path(str(source)).suffix or ''})".replace(" )", ")"))
+            raise InputError(f"{self.name}: cannot open as a video (OpenCV could not read its container)")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and np.isfinite(fps) and fps < 1000 else None
         declared = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.is_camera else 0
