@@ -658,14 +658,15 @@ def image_ids(annotation_file: str | os.PathLike) -> dict[str, int]:
 class _Committed:
     """The exit rule shared by the streaming writers: a file holding at least one record is
     renamed into place however its `with` block ends (an interrupt, an error, a truncated input:
-    what was finished is kept); an empty one, or one cut by a full disk, is deleted."""
+    what was finished is kept); an empty one is deleted, and so is one cut by a full disk unless
+    the writer keeps it whole (JSON Lines cut back to their last complete line)."""
 
     _ctx: Any
     path: Path
 
-    def _finish(self, count: int, exc: tuple, empty_ok: bool) -> bool:
+    def _finish(self, count: int, exc: tuple, empty_ok: bool, whole_on_disk_full: bool = False) -> bool:
         failed = exc[0] is not None
-        keep = (count > 0 or (empty_ok and not failed)) and not (failed and is_disk_full(exc[1]))
+        keep = (count > 0 or (empty_ok and not failed)) and not (failed and is_disk_full(exc[1]) and not whole_on_disk_full)
         if keep:
             try:
                 self._ctx.__exit__(None, None, None)
@@ -698,21 +699,25 @@ class JsonLinesWriter(_Committed):
 
     def __enter__(self) -> "JsonLinesWriter":
         tmp = self._ctx.__enter__()
-        self._file = open(tmp, "w", encoding="utf-8")
+        self._file = open(tmp, "wb", buffering=0)
+        self._size = 0
         return self
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        try:
+            while data:  # unbuffered: the line is on disk when this returns
+                data = data[self._file.write(data):]
+        except OSError:  # a full disk: cut the file back to its last complete line
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), self._size)
+            raise
+        self._size = self._file.tell()
         self.lines += 1
 
     def __exit__(self, *exc: Any) -> bool:
-        try:
-            self._file.close()
-        except OSError as err:  # the last flush hit a full disk
-            if exc[0] is None:
-                exc = (type(err), err, None)
-        return self._finish(self.lines, exc, empty_ok=True)
+        self._file.close()
+        return self._finish(self.lines, exc, empty_ok=True, whole_on_disk_full=True)
 
 
 _H264_MESSAGE_SHOWN = False

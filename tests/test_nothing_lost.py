@@ -633,3 +633,16 @@ def test_cache_entries_are_readable_by_other_users(tmp_path, monkeypatch):
     for path in (artefact.parent, artefact, artefact.parent / build.ENTRY):
         assert path.stat().st_mode & 0o044 == 0o044, (path, oct(path.stat().st_mode))
     assert artefact.parent.stat().st_mode & 0o011 == 0o011  # others may enter the folder
+
+
+def test_json_lines_cut_by_a_full_disk_keep_their_whole_lines(small_tmpfs):
+    from posekit.io import JsonLinesWriter, is_disk_full
+
+    with pytest.raises(OSError) as raised:
+        with JsonLinesWriter(small_tmpfs / "v.jsonl") as lines:
+            for n in range(100_000):  # ~1 kB a line: the 300 kB disk fills
+                lines.write({"frame": n, "pad": "x" * 1000})
+    assert is_disk_full(raised.value)
+    records = [json.loads(line) for line in (small_tmpfs / "v.jsonl").read_text().splitlines()]
+    assert len(records) == lines.lines > 100 and [r["frame"] for r in records] == list(range(len(records)))
+    assert [p.name for p in small_tmpfs.iterdir()] == ["v.jsonl"]

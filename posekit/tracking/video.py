@@ -172,15 +172,13 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
 
 
 def _keep(posetrack: PoseTrackWriter) -> None:
-    """Write the PoseTrack JSON of the frames done, unless the disk is full (then it is not
-    written, and a problem writing it does not hide the error that ended the video)."""
+    """Write the PoseTrack JSON of the frames done (atomically); when the video ended with an
+    error, failing to write it (a full disk) is logged and does not hide that error."""
     import sys
 
-    from posekit.io import describe_os_error, is_disk_full
+    from posekit.io import describe_os_error
 
     failing = sys.exc_info()[1]
-    if failing is not None and is_disk_full(failing):
-        return
     try:
         posetrack.close()
     except OSError as exc:
