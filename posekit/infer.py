@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from posekit.io import (Frame, InputError, JsonLinesWriter, OutputError, VideoReader, VideoSink, describe_os_error,
                         expand_inputs, image_ids, is_disk_full, output_names, poses_to_coco, prepare_out,
-                        read_image, render_name, write_image, write_json)
+                        read_image, remove_stale_parts, render_name, write_image, write_json)
 from posekit.journal import JOURNAL_NAME, ResultsJournal, interrupt_name, signals_as_interrupts, signals_held
 from posekit.schema import frame_record
 
@@ -121,6 +121,7 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
         summary.seconds = time.perf_counter() - start
         return summary
     out = prepare_out(out)
+    remove_stale_parts(out)
     items = [_Item(s, n) for s, n in zip(sources, output_names(sources))]
     _assign_image_ids(items, ids, ann)
     journal = ResultsJournal(out / JOURNAL_NAME)

@@ -14,6 +14,7 @@ import glob
 import json
 import logging
 import os
+import re
 import struct
 import tempfile
 import threading
@@ -563,6 +564,22 @@ def _read_only(path: Path) -> bool:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except OSError:
         return False
+
+
+_PART = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part(\.[^.]+)?$")  # what atomic_path's mkstemp names look like
+
+
+def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that a killed run (SIGKILL, power loss: no handler runs) left in
+    `folder` and its subfolders; returns them. Only names `atomic_path` makes are touched."""
+    removed = []
+    for path in Path(folder).rglob(".*.part*"):
+        if path.is_file() and _PART.match(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.warning("%s: removed %d unfinished file(s) left by a killed run, e.g. %s", folder, len(removed), removed[0].name)
+    return removed
 
 
 @contextlib.contextmanager

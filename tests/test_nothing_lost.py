@@ -4,6 +4,7 @@ and odd files; one output schema. Real subprocesses, real signals, real files.""
 from __future__ import annotations
 
 import json
+import re
 import os
 import resource
 import shutil
@@ -109,6 +110,28 @@ def test_signal_keeps_every_finished_image_and_resume_completes(signum, code, na
         if record["file_name"] in before:
             assert before[record["file_name"]] in records
     assert not (out / "results.journal.jsonl").exists()  # complete: no journal left
+    _no_hidden_files(out)
+
+
+def test_sigkill_leaves_a_valid_journal_and_resume_cleans_up(thirty_images, cache, tmp_path):
+    """No handler runs on SIGKILL: the journal is still valid up to its last whole line, and the
+    next run removes the unfinished temporaries and completes the results."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "posekit", "infer", str(thirty_images), "--out", str(out), *FP32],
+                            cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(_journal(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate(timeout=60)
+    done = {r["name"] for r in _journal(out) if r["status"] == "done"}
+    assert 3 <= len(done) < 30 and not (out / "results.json").exists()
+    (out / "vis" / ".00_x.AbC_1234.part.jpg").write_bytes(b"half a render")  # as a kill mid-write leaves
+    r = posekit("infer", thirty_images, "--out", out, "--resume", "--no-vis", *FP32, cache=cache)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"removed \d+ unfinished file\(s\) left by a killed run", r.stderr), r.stderr[-2000:]
+    images, records, _ = _load_results(out)
+    assert len(images.dataset["images"]) == 30 and f"resumed: {len(done)} inputs" in r.stdout
     _no_hidden_files(out)
 
 
@@ -575,7 +598,7 @@ def test_schema_validation(change, message):
     if message is None:
         validate_frame_record(record)
     else:
-        with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        with pytest.raises(ValueError, match=re.escape(message)):
             validate_frame_record(record, "f.jsonl:1")
 
 

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from posekit.cli import check_device
     from posekit.commands import make_estimator
     from posekit.io import (InputError, OutputError, Source, check_out, describe_os_error, is_disk_full,
-                            output_names, prepare_out, video_fps)
+                            output_names, prepare_out, remove_stale_parts, video_fps)
     from posekit.tracking.video import track_video
 
     check_device(args.device)
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             raise OutputError(f"{existing[0]}: already exists{more}; pass --overwrite to replace it")
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     prepare_out(out)
+    remove_stale_parts(out)
     failed = 0
     for vid_id, (source, stem) in enumerate(zip(sources, stems)):
         try:
