@@ -131,17 +131,21 @@ class ResultsJournal:
     def append(self, record: dict) -> None:
         line = (json.dumps(record) + "\n").encode("utf-8")
         with self._lock:
+            if self._file is None:  # closed: a reader thread finishing after the run ended
+                log.debug("%s: closed, not recording %s", self.path, record.get("name"))
+                return
             view = memoryview(line)
             while view:  # unbuffered: each record reaches the file now, whole or (on a full disk) cut
                 view = view[self._file.write(view):]
 
     def close(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError as exc:  # the last flush hit a full disk: the journal is valid up to there
-                log.error("%s: %s", self.path, exc)
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError as exc:  # the last flush hit a full disk: the journal is valid up to there
+                    log.error("%s: %s", self.path, exc)
+                self._file = None
 
     def remove(self) -> None:
         self.close()

@@ -669,3 +669,23 @@ def test_json_lines_cut_by_a_full_disk_keep_their_whole_lines(small_tmpfs):
     records = [json.loads(line) for line in (small_tmpfs / "v.jsonl").read_text().splitlines()]
     assert len(records) == lines.lines > 100 and [r["frame"] for r in records] == list(range(len(records)))
     assert [p.name for p in small_tmpfs.iterdir()] == ["v.jsonl"]
+
+
+@pytest.mark.parametrize("tail, kept", [
+    (b"", ["a", "b"]),
+    (b'{"name": "c", "status": "do', ["a", "b"]),  # cut mid-record by a kill or a full disk
+    (b"\x00\x00\x00\x00", ["a", "b"]),  # a page of zeros after a crash
+    (b'{"name": "c", "status": "done"}', ["a", "b"]),  # no newline: not known to be whole
+    (b'{"name": "c", "status": "done"}\n', ["a", "b", "c"]),
+])
+def test_journal_is_valid_up_to_its_last_complete_record(tail, kept, tmp_path):
+    from posekit.journal import ResultsJournal
+
+    path = tmp_path / "results.journal.jsonl"
+    path.write_bytes(b'{"name": "a", "status": "done"}\n{"name": "b", "status": "failed"}\n' + tail)
+    journal = ResultsJournal(path)
+    assert list(journal.open(fresh=False)) == kept
+    journal.append({"name": "d", "status": "done"})
+    journal.close()
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(line)["name"] for line in lines] == [*kept, "d"]  # the cut part is gone, d follows whole
