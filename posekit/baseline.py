@@ -20,7 +20,7 @@ import numpy as np
 
 from posekit import registry
 from posekit.ops.crop import affine_crop, crop_to_image
-from posekit.pipeline import finish_poses
+from posekit.ops.poses import finish_poses
 from posekit.structures import Poses
 
 

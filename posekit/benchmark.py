@@ -85,7 +85,8 @@ def run_stage_benchmark(stage: str, model: str | None = None, backends: Sequence
     A combination that fails (not installed, not supported) gives a row with its error.
     """
     from posekit.build import annotations_path
-    from posekit.compare import make_engine, real_inputs
+    from posekit.compare import real_inputs
+    from posekit.runtime import make_engine
 
     if stage not in STAGE_MODELS:
         raise ValueError(f"unknown stage {stage!r}; use one of {', '.join(STAGE_MODELS)}")

@@ -149,11 +149,13 @@ def check_entry(folder: Path, key: dict[str, Any]) -> tuple[Path | None, str]:
 
 
 def cached_artefact(request: BuildRequest, libraries: Sequence[str], filename: str,
-                    make: Callable[[Path], Any], force: bool = False) -> Path:
+                    make: Callable[[Path], Any], force: bool = False,
+                    metadata: Callable[[], dict[str, str]] | None = None) -> Path:
     """The cached artefact for `request`, built by ``make(path)`` when missing, stale or corrupt.
 
     The build happens in a temporary folder beside the entry; the finished folder replaces the
-    old one, and its entry.json (with the artefact's sha256) is written last.
+    old one, and its entry.json (with the artefact's sha256, and ``metadata()``: the posekit
+    record of an artefact format that cannot hold one itself, e.g. a TensorRT plan) is written last.
     """
     key = cache_key(request, libraries)
     folder = entry_dir(request, key)
@@ -175,6 +177,8 @@ def cached_artefact(request: BuildRequest, libraries: Sequence[str], filename: s
         if not (tmp / filename).is_file():
             raise RuntimeError(f"building {request} wrote no {filename}")
         record = {"key": key, "artefact": filename, "artefact_sha256": registry.sha256sum(tmp / filename)}
+        if metadata is not None:
+            record["metadata"] = metadata()
         (tmp / ENTRY).write_text(json.dumps(record, indent=2, sort_keys=True))
         if folder.exists():
             shutil.rmtree(folder)
@@ -199,10 +203,19 @@ def source_onnx(model: str, spatial: str = "fixed") -> Path:
     return Path(ensure_onnx(model, spatial=spatial))
 
 
+def any_size(model: str) -> bool:
+    """Whether `model` takes any input height and width (multiples of 32): top-down families that
+    allow it (crops shaped like the person) and bottom-up ones (frames of any aspect)."""
+    from posekit import families
+
+    family = families.of(registry.get(model))
+    return family.kind == "bottom-up" or bool(getattr(family, "any_size", False))
+
+
 def onnxruntime_source(model: str) -> Path:
-    """What ONNX Runtime runs: pose models take any height and width (ORT handles the shapes at
-    run time), so the pipeline can feed crops shaped like the person; detectors as registered."""
-    return source_onnx(model, "dynamic" if registry.get(model).task == "pose" else "fixed")
+    """What ONNX Runtime runs: models that take any height and width are exported so (ORT handles
+    the shapes at run time), so the pipeline can feed crops shaped like the person; the rest as registered."""
+    return source_onnx(model, "dynamic" if any_size(model) else "fixed")
 
 
 # --- builders, one per backend -------------------------------------------------------------------
@@ -246,26 +259,21 @@ def calibration_set(model: str, onnx_path: Path, limit: int = 64):
     return calibration_inputs(spec, tensor, source, limit)
 
 
-# Kept in float in INT8 pose models: the stem (input normalisation and first conv), the FPN
-# (lateral 1x1 convs, upsampling, adds, smoothing convs) and the four heads. The FPN and heads are
-# where 8-bit rounding moves keypoints; the backbone, ~90% of the time, stays INT8.
-# scripts/int8_ap.py measures the AP of each choice (BENCHMARKS.md).
-POSE_FLOAT_PREFIXES = ("/Mul", "/Sub", "/stem/", "/lateral.", "/smooth.", "/Resize", "/Add",
-                       "/centre/", "/heatmaps/", "/regression/", "/offsets/")
-
-
 def int8_options(model: str, source: Path):
     """The INT8 quantisation of `model`: for a pose model every op is quantised (Add, Resize,
-    Concat too: far more accurate than Conv alone) except the stem, FPN and heads, with activation ranges
-    averaged over the calibration crops (CalibMovingAverage) rather than their extremes."""
+    Concat too: far more accurate than Conv alone) except the nodes its family keeps in float
+    (MoveNet: the stem, FPN and heads), with activation ranges averaged over the calibration crops
+    (CalibMovingAverage) rather than their extremes."""
+    from posekit import families
     from posekit.quantize import QuantOptions
 
-    if registry.get(model).task != "pose":
+    spec = registry.get(model)
+    if spec.task != "pose":
         return QuantOptions()
     import onnx
 
     graph = onnx.load(str(source), load_external_data=False).graph
-    keep = tuple(n.name for n in graph.node if n.name.startswith(POSE_FLOAT_PREFIXES))
+    keep = families.of(spec).int8_keep_float([n.name for n in graph.node])
     return QuantOptions(op_types=None, exclude_nodes=keep, extra={"CalibMovingAverage": True})
 
 
@@ -307,7 +315,8 @@ def _build_aotinductor(request: BuildRequest, force: bool) -> Path:
         sample = torch.zeros(max(2, request.batch[1]), 3, *spec.input_size)
         compile_aoti(build(request.model), sample, path, request.precision, request.device,
                      (request.batch[0], request.batch[2]))
-    return cached_artefact(request, ("torch",), "model.pt2", make, force)
+    return cached_artefact(request, ("torch",), "model.pt2", make, force,
+                           metadata=lambda: spec_metadata(registry.get(request.model)))
 
 
 def _build_tensorrt(request: BuildRequest, force: bool) -> Path:
@@ -322,7 +331,31 @@ def _build_tensorrt(request: BuildRequest, force: bool) -> Path:
             calibration = batches(calibration_set(request.model, source, limit=256), 8, drop_last=True)
         timing = registry.cache_dir() / "engines" / "tensorrt.timing-cache"
         build_engine(source, path, request.precision, request.batch, calibration, timing_cache=timing)
-    return cached_artefact(request, ("tensorrt", "torch"), "model.plan", make, force)
+    return cached_artefact(request, ("tensorrt", "torch"), "model.plan", make, force,
+                           metadata=lambda: onnx_metadata(source))
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The posekit.* metadata an ONNX file carries."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith("posekit.")}
+
+
+def spec_metadata(spec: registry.ModelSpec) -> dict[str, str]:
+    """The preprocessing record of a registry entry, in the keys posekit's exports use."""
+    return {"posekit.model": spec.name, "posekit.family": spec.family, "posekit.task": spec.task,
+            "posekit.input_size": json.dumps(list(spec.input_size)), "posekit.colour": spec.colour,
+            "posekit.mean": json.dumps(list(spec.mean)), "posekit.std": json.dumps(list(spec.std))}
+
+
+def entry_metadata(artefact: Path) -> dict[str, str]:
+    """The metadata recorded beside a cached artefact (empty when none was)."""
+    try:
+        return dict(json.loads((artefact.parent / ENTRY).read_text()).get("metadata") or {})
+    except (OSError, ValueError):
+        return {}
 
 
 def _no_artefact(request: BuildRequest, force: bool) -> Path:
@@ -359,4 +392,8 @@ def load(model: str, backend: str = "onnxruntime", precision: str = "fp32", batc
     path = build(model, backend, precision, batch, device)
     if backend == "aotinductor":
         options.setdefault("precision", precision)
-    return load_engine(path, backend, device, **options)
+    engine = load_engine(path, backend, device, **options)
+    recorded = entry_metadata(path)
+    if recorded:  # a format that cannot hold posekit's record (TensorRT plans, AOTInductor packages)
+        engine.metadata = {**recorded, **(getattr(engine, "metadata", None) or {})}
+    return engine

@@ -105,8 +105,8 @@ def person_crops(annotations: str | os.PathLike, size: tuple[int, int], limit: i
 
 
 def packaged_crops(size: tuple[int, int], path: Path = CALIBRATION_CROPS) -> np.ndarray:
-    """(N, h, w, 3) BGR uint8: the shipped calibration crops, resized to `size` (all-black tiles,
-    the mosaic's unused cells, are left out)."""
+    """(N, h, w, 3) BGR uint8: the shipped calibration crops (square), their middle cut to the
+    aspect of `size` and resized to it (all-black tiles, the mosaic's unused cells, are left out)."""
     import cv2
 
     mosaic = _imread(path)
@@ -117,7 +117,11 @@ def packaged_crops(size: tuple[int, int], path: Path = CALIBRATION_CROPS) -> np.
     if not tiles:
         raise ValueError(f"{path}: no crop in the calibration mosaic")
     h, w = size
-    if (h, w) != (CROP_SIZE, CROP_SIZE):
+    if h != w:  # keep people's proportions: cut the tile's middle to the input's aspect first
+        keep_h, keep_w = (CROP_SIZE, round(CROP_SIZE * w / h)) if h > w else (round(CROP_SIZE * h / w), CROP_SIZE)
+        top, left = (CROP_SIZE - keep_h) // 2, (CROP_SIZE - keep_w) // 2
+        tiles = [t[top : top + keep_h, left : left + keep_w] for t in tiles]
+    if (h, w) != tiles[0].shape[:2]:
         tiles = [cv2.resize(t, (w, h), interpolation=cv2.INTER_AREA) for t in tiles]
     return np.stack(tiles)
 

@@ -1,58 +1,24 @@
-"""Person detectors: preprocess (letterbox, normalise) -> engine -> postprocess -> `Poses` boxes.
+"""Person detectors: preprocess (letterbox or resize, normalise) -> engine -> postprocess -> `Poses` boxes.
 
-The preprocessing comes from the registry entry (input size, colour order, mean/std); the
-postprocessing is picked by the model family from one table. Detections are returned as `Poses`
-whose keypoints are all zero with score zero, so that the same type flows to the pose stage.
+The preprocessing comes from the registry entry (input size, colour order, mean/std) and the
+family (letterbox or plain resize); the postprocessing is the family's. Detections are returned
+as `Poses` whose keypoints are all zero with score zero, so that the same type flows to the pose stage.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from posekit import registry
+from posekit import families, registry
 from posekit.ops.boxes import nms
-from posekit.ops.crop import LetterboxTransform, letterbox
+from posekit.ops.crop import LetterboxTransform, StretchTransform, letterbox, stretch
 from posekit.structures import NUM_KEYPOINTS, Poses
 
 log = logging.getLogger(__name__)
-
-# Both detector families were trained on images letterboxed with grey 114 on the right/bottom.
-PAD_VALUE = 114
-
-# (boxes, scores) per image, in network-input pixels
-Raw = list[tuple[np.ndarray, np.ndarray]]
-
-
-def _rtmdet_outputs(outputs: list[np.ndarray], detector: "Detector") -> Raw:
-    # MMDeploy end2end export: NMS is inside; dets (B, N, 5) x0 y0 x1 y1 score, labels (B, N).
-    dets, labels = outputs[0], outputs[1]
-    result = []
-    for d, lab in zip(dets, labels):
-        keep = lab == 0  # the person-only model labels everything 0; keep that contract explicit
-        result.append((d[keep, :4], d[keep, 4]))
-    return result
-
-
-def _yolox_outputs(outputs: list[np.ndarray], detector: "Detector") -> Raw:
-    from posekit.ops.yolox import postprocess_yolox
-
-    per_image = postprocess_yolox(outputs[0], input_size=detector.input_size,
-                                  score_threshold=detector.score_threshold,
-                                  iou_threshold=detector.iou_threshold, classes=(0,),
-                                  max_det=detector.max_det)
-    return [(boxes, scores) for boxes, scores, _labels in per_image]
-
-
-# registry family -> postprocess(outputs, detector) -> per-image (boxes, scores) in input pixels
-POSTPROCESS: dict[str, Callable[[list[np.ndarray], "Detector"], Raw]] = {
-    "rtmdet": _rtmdet_outputs,
-    "yolox": _yolox_outputs,
-}
-
 
 class Detector:
     """A person detector on an engine.
@@ -71,25 +37,23 @@ class Detector:
     model allows.
     """
 
-    def __init__(self, name: str = "rtmdet-nano-person", weights: str | os.PathLike | None = None,
+    def __init__(self, name: str | registry.ModelSpec = "rtmdet-nano-person", weights: str | os.PathLike | None = None,
                  device: str = "cpu", backend: str = "onnxruntime", score_threshold: float = 0.3,
                  iou_threshold: float = 0.65, max_det: int = 100, threads: int | None = None,
                  precision: str = "fp32") -> None:
-        from posekit.compare import make_engine
         from posekit.engines import load_engine
-        from posekit.pipeline import engine_options
+        from posekit.runtime import engine_options, make_engine
 
-        spec = registry.get(name)
+        spec = registry.resolve(name)
+        name = spec.name
         if spec.task != "detector":
             raise ValueError(f"{name} is a {spec.task} model, not a detector; detectors: {', '.join(registry.names('detector'))}")
-        try:
-            self._postprocess = POSTPROCESS[spec.family]
-        except KeyError:
-            raise ValueError(f"no detector postprocessing for family {spec.family!r} ({name}); "
-                             f"known: {', '.join(POSTPROCESS)}") from None
+        self.family = families.of(spec)
+        if self.family.kind != "detector":
+            raise ValueError(f"{name}: family {self.family.name} is {self.family.kind}, not a detector family")
         options = engine_options(backend, threads)
         if weights is None:
-            self.engine = make_engine(name, backend, precision, device, **options)
+            self.engine = make_engine(spec, backend, precision, device, **options)
         else:
             path = registry.find_weights(name, weights)[0]
             if path.suffix != ".onnx":
@@ -110,13 +74,17 @@ class Detector:
         batch_dim = self.engine.inputs[0].shape[0]
         self.max_batch = None if batch_dim is None else int(batch_dim)
 
-    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxTransform]]:
-        """(B, 3, H, W) float32 network input and each image's letterbox transform."""
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxTransform | StretchTransform]]:
+        """(B, 3, H, W) float32 network input and each image's transform (letterbox or plain resize)."""
         h, w = self.input_size
         batch = np.empty((len(images), 3, h, w), np.float32)
         transforms = []
+        resize = self.family.resize
         for i, image in enumerate(images):
-            boxed, transform = letterbox(image, self.input_size, PAD_VALUE)
+            if resize == "letterbox":
+                boxed, transform = letterbox(image, self.input_size, self.family.pad_value)
+            else:
+                boxed, transform = stretch(image, self.input_size)
             if self.spec.colour == "RGB":
                 boxed = boxed[..., ::-1]
             x = boxed.astype(np.float32)
@@ -138,12 +106,13 @@ class Detector:
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
             batch, transforms = self.preprocess(chunk)
-            raw = self._postprocess(self.engine(batch), self)
+            outputs = self.family.named(self.engine(batch), self.engine.output_names)
+            raw = self.family.postprocess(outputs, self.input_size, self.score_threshold, self.iou_threshold, self.max_det)
             for image, transform, (boxes, scores) in zip(chunk, transforms, raw):
                 out.append(self._finish(image, transform, boxes, scores))
         return out
 
-    def _finish(self, image: np.ndarray, transform: LetterboxTransform, boxes: np.ndarray,
+    def _finish(self, image: np.ndarray, transform: LetterboxTransform | StretchTransform, boxes: np.ndarray,
                 scores: np.ndarray) -> Poses:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         scores = np.asarray(scores, np.float32).reshape(-1)

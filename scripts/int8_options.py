@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from posekit import registry  # noqa: E402
 from posekit.build import annotations_path, source_onnx  # noqa: E402
 from posekit.compare import _keypoint_error, real_inputs, run_batched  # noqa: E402
 from posekit.engines.onnxruntime import OnnxRuntimeEngine  # noqa: E402
@@ -89,7 +90,7 @@ def main() -> int:
                 row = {"option": label, "ms_b1": lat[1], f"ms_b{args.batch}": lat[args.batch],
                        "speedup_b1": base[1] / lat[1], f"speedup_b{args.batch}": base[args.batch] / lat[args.batch],
                        "max_rel": max(e["max_rel"] for e in errs), "quantise_s": seconds,
-                       **_keypoint_error(args.model, ref, out)}
+                       **_keypoint_error(registry.get(args.model), ref, out)}
             except Exception as exc:  # noqa: BLE001 - report the option that failed and go on
                 row = {"option": label, "error": f"{type(exc).__name__}: {exc}"}
             rows.append(row)

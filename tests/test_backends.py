@@ -77,7 +77,7 @@ ERRORS = [
     ("infer", ["--backend", "torch", "--precision", "int8"], "backend torch runs fp32/fp16/bf16, not 'int8'", True),
     ("infer", ["--backend", "onnxruntime", "--precision", "fp16"], "backend onnxruntime runs fp32/int8, not 'fp16'", True),
     ("infer", ["--backend", "openvino"], "unknown backend 'openvino'", True),
-    ("infer", ["--backend", "torch", "--det", "rtmdet-nano-person"], "runs a YOLOX detector", False),
+    ("infer", ["--backend", "torch", "--det", "rtmdet-nano-person"], "that have torch decoders, got rtmdet-nano-person (rtmdet)", False),
     ("eval", ["--backend", "tensorrt"], "backend tensorrt is not installed here", True),
     ("eval", ["--backend", "torch", "--precision", "int8"], "backend torch runs fp32/fp16/bf16, not 'int8'", True),
     ("track", ["--backend", "tensorrt"], "backend tensorrt is not installed here", True),
@@ -119,18 +119,18 @@ def test_help_explains_backends(command):
 
 @pytest.fixture(scope="module")
 def gpu_estimator(tmp_path_factory):
-    from posekit.pipeline import make_estimator
+    from posekit.estimators import make_estimator
 
     with shared_models(tmp_path_factory):
         yield make_estimator(device="cpu", backend="torch", precision="fp32")
 
 
 @pytest.mark.parametrize("backend, precision, kind, detector, pose_model", [
-    ("onnxruntime", "fp32", "PoseEstimator", "rtmdet-nano-person", "MoveNetOnnx"),
-    ("onnxruntime", "int8", "PoseEstimator", "rtmdet-nano-person", "MoveNetOnnx"),
+    ("onnxruntime", "fp32", "PoseEstimator", "rtmdet-nano-person", "TopDownModel"),
+    ("onnxruntime", "int8", "PoseEstimator", "rtmdet-nano-person", "TopDownModel"),
 ])
 def test_factory_picks_the_estimator_and_engine(backend, precision, kind, detector, pose_model):
-    from posekit.pipeline import make_estimator
+    from posekit.estimators import make_estimator
 
     estimator = make_estimator(backend=backend, precision=precision)
     assert type(estimator).__name__ == kind and estimator.detector.name == detector

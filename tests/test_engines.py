@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.compare import make_engine, real_inputs, run_batched
+from posekit.compare import real_inputs, run_batched
+from posekit.runtime import make_engine
 from posekit.engines import BackendUnavailable, engine_class, load_engine
 from posekit.engines.inductor import AOTInductorEngine, InductorEngine, compile_aoti, padded_batch
 from posekit.engines.torch_eager import TorchEagerEngine

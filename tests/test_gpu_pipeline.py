@@ -71,15 +71,15 @@ def gpu_path(shared_env):
 
 def test_gpu_pipeline_on_cpu_agrees_with_onnx_pipeline(gpu_path, frame, shared_env):
     from posekit.build import source_onnx
-    from posekit.compare import EnginePoseModel
     from posekit.engines.onnxruntime import OnnxRuntimeEngine
     from posekit.detectors import Detector
     from posekit.pipeline import PoseEstimator
+    from posekit.pose_models import TopDownModel
 
     got = gpu_path([frame])[0]
     detector = Detector("yolox-nano", score_threshold=0.3, iou_threshold=0.65)
     cpu = PoseEstimator(det=detector, workers=1, oks_threshold=None,
-                        pose=EnginePoseModel("movenet-thunder", OnnxRuntimeEngine(source_onnx("movenet-thunder"))))
+                        pose=TopDownModel(OnnxRuntimeEngine(source_onnx("movenet-thunder"))))
     want = cpu.estimate_boxes([frame], [detector(frame)])[0]
     assert len(got) == len(want) >= 8  # a crowded street
     iou = box_iou(got.boxes, want.boxes)
@@ -110,6 +110,6 @@ def test_gpu_pipeline_rejects_mixed_frame_sizes(gpu_path, frame):
         gpu_path([frame, frame[:100]])
 
 
-def test_gpu_pipeline_needs_yolox_and_movenet(shared_env):
-    with pytest.raises(ValueError, match="YOLOX detector and a MoveNet pose model"):
+def test_gpu_pipeline_needs_torch_decoders(shared_env):
+    with pytest.raises(ValueError, match="that have torch decoders, got rtmdet-nano-person"):
         GpuPosePipeline(det="rtmdet-nano-person", device="cpu")

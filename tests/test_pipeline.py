@@ -9,7 +9,8 @@ import pytest
 from posekit.evaluate import gt_boxes, load_annotations
 from posekit.io import InputError
 from posekit.ops.oks import oks
-from posekit.pipeline import PERSON_SCORES, PoseEstimator
+from posekit.ops.poses import PERSON_SCORES
+from posekit.pipeline import PoseEstimator
 from posekit.structures import Poses
 
 from badinputs import shared_models, GOOD_JPEG, make
@@ -110,7 +111,7 @@ def test_person_score_choices(person_score):
     ({"person_score": "median"}, "unknown person_score 'median'"),
     ({"workers": 0}, "must be >= 1"),
     ({"crop_shape": "round"}, "unknown crop_shape 'round'; use one of fit, square"),
-    ({"pose": "rtmdet-nano-person"}, "rtmdet-nano-person is a detector model, not a pose model"),
+    ({"pose": "rtmdet-nano-person"}, "rtmdet-nano-person is a detector model, not a top-down pose model"),
 ])
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -167,10 +168,11 @@ def test_fit_and_square_crops_find_the_same_people(coco):
 
 
 def test_fit_falls_back_to_square_on_a_fixed_size_engine(tmp_path):
+    from posekit.engines.onnxruntime import OnnxRuntimeEngine
     from posekit.export import ensure_onnx
-    from posekit.pipeline import MoveNetOnnx
+    from posekit.pose_models import TopDownModel
 
-    fixed = MoveNetOnnx("movenet-lightning", path=ensure_onnx("movenet-lightning"))
+    fixed = TopDownModel(OnnxRuntimeEngine(ensure_onnx("movenet-lightning")))
     estimator = PoseEstimator(pose=fixed)
     assert not fixed.any_size and estimator.crop_shape == "square"
     poses = estimator(str(GOOD_JPEG))

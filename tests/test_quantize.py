@@ -77,12 +77,13 @@ def test_int8_pose_ap_on_the_shared_images(shared_env):
     """Keypoint AP of the default pipeline with INT8 MoveNet-Thunder on the 19 shared COCO images
     (detector boxes), square crops. FP32: 0.7125; INT8 with every op quantised: 0.662; this INT8
     (calibrated on the packaged demo-video crops): 0.7006."""
-    from posekit.compare import EnginePoseModel
+    from posekit.pose_models import TopDownModel
     from posekit.evaluate import evaluate
     from posekit.pipeline import PoseEstimator
 
-    pose = EnginePoseModel("movenet-thunder", load_engine(build("movenet-thunder", precision="int8")))
-    report = evaluate(COCO_ANN, COCO_ANN.parent / "images", PoseEstimator(pose=pose, workers=1), boxes=("detector",))
+    pose = TopDownModel(load_engine(build("movenet-thunder", precision="int8")))
+    report = evaluate(COCO_ANN, COCO_ANN.parent / "images", PoseEstimator(pose=pose, workers=1, crop_shape="square"),
+                      boxes=("detector",))
     assert report["detector"]["AP"] >= 0.6975  # FP32 0.7125 - 1.5 points
 
 

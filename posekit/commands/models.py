@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from posekit import registry
+    from posekit import families, registry
 
     if args.name:
         spec = registry.get(args.name)
@@ -34,16 +34,16 @@ def run(args: argparse.Namespace) -> int:
                 local.append(str(registry.find_file(wf, download=False)))
             except registry.WeightsNotFound:
                 local.append("(not found locally)")
-        record = {**asdict(spec), "local_files": local}
+        record = {**asdict(spec), "kind": families.of(spec).kind, "local_files": local}
         print(json.dumps(record, indent=2, default=str))
         return 0
     specs = [registry.MODELS[n] for n in registry.names(args.task)]
     if args.json:
         print(json.dumps([asdict(s) for s in specs], indent=2, default=str))
         return 0
-    rows = [("name", "task", "input", "format", "licence", "accuracy")]
-    rows += [(s.name, s.task, f"{s.input_size[1]}x{s.input_size[0]}", s.format, s.licence.split(" ")[0], s.accuracy)
-             for s in specs]
+    rows = [("name", "kind", "family", "input", "format", "licence", "accuracy")]
+    rows += [(s.name, families.of(s).kind, s.family, f"{s.input_size[1]}x{s.input_size[0]}", s.format,
+              s.licence.split(" ")[0], s.accuracy) for s in specs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

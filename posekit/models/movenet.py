@@ -150,6 +150,16 @@ class MoveNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """images (B, 3, S, S) float32 RGB 0..255 -> (centre, heatmaps, regression, offsets), see OUTPUT_LAYOUT."""
+        x = self.features(images)
+        return (
+            torch.sigmoid(self.heads["centre"](x)),
+            torch.sigmoid(self.heads["heatmaps"](x)),
+            self.heads["regression"](x),
+            self.heads["offsets"](x),
+        )
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) float32 RGB 0..255 -> the FPN's stride-4 features that every head reads."""
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 32 or images.shape[3] % 32:
             raise ValueError(f"expected (B, 3, H, W) RGB images with H and W multiples of 32, got {tuple(images.shape)}")
         x = (images - self.mean) * self.scale - 1.0
@@ -163,12 +173,7 @@ class MoveNet(nn.Module):
             skip = lateral(taps[source])
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False) + skip
             x = smooth(x)
-        return (
-            torch.sigmoid(self.heads["centre"](x)),
-            torch.sigmoid(self.heads["heatmaps"](x)),
-            self.heads["regression"](x),
-            self.heads["offsets"](x),
-        )
+        return x
 
 
 # --- loading Google's TF.js weights -------------------------------------------------------------
@@ -178,8 +183,11 @@ _HEAD_SCOPES = {"center_0": "centre", "kpt_heatmap_0": "heatmaps", "kpt_regress_
 _SMOOTH_INDEX = {"separable_conv2d": 0, "separable_conv2d_1": 1, "separable_conv2d_2": 2, "re_lu": 0, "re_lu_1": 1, "re_lu_2": 2}
 
 
-def _module_path(node_name: str) -> str | None:
-    """The torch module for a TF conv node's output name, or None for a node that is not a layer."""
+def _module_path(node_name: str, head_scopes: dict[str, str] = _HEAD_SCOPES) -> str | None:
+    """The torch module for a TF conv node's output name, or None for a node that is not a layer.
+
+    head_scopes: the graph's head scope (``center_0``) -> the torch head's name (``centre``).
+    """
     name = node_name
     for prefix in _PREFIXES:
         name = name.replace(prefix, "")
@@ -194,25 +202,33 @@ def _module_path(node_name: str) -> str | None:
         (r"conv2d(?:_(\d))?/BiasAdd", lambda m: f"lateral.{int(m[1] or 0)}"),
         (r"(separable_conv2d(?:_\d)?)/separable_conv2d/depthwise", lambda m: f"smooth.{_SMOOTH_INDEX[m[1]]}.depthwise"),
         (r"(re_lu(?:_\d)?)/Relu", lambda m: f"smooth.{_SMOOTH_INDEX[m[1]]}.pointwise"),
-        (r"(\w+_0)/separable_conv2d_\d/separable_conv2d/depthwise", lambda m: f"heads.{_HEAD_SCOPES[m[1]]}.features.depthwise"),
-        (r"(\w+_0)/re_lu_\d/Relu", lambda m: f"heads.{_HEAD_SCOPES[m[1]]}.features.pointwise"),
-        (r"(\w+_0)/conv2d_\d/BiasAdd", lambda m: f"heads.{_HEAD_SCOPES[m[1]]}.out"),
+        (r"(\w+_0)/separable_conv2d_\d/separable_conv2d/depthwise", lambda m: f"heads.{head_scopes[m[1]]}.features.depthwise"),
+        (r"(\w+_0)/re_lu_\d/Relu", lambda m: f"heads.{head_scopes[m[1]]}.features.pointwise"),
+        (r"(\w+_0)/conv2d_\d/BiasAdd", lambda m: f"heads.{head_scopes[m[1]]}.out"),
     )
     for pattern, path in rules:
         match = re.fullmatch(pattern, name)
         if match:
-            return path(match)
+            try:
+                return path(match)
+            except KeyError:  # a head scope this network does not have
+                return None
     return None
 
 
-def tfjs_state_dict(model_json: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Google's TF.js MoveNet -> (torch state dict, facts about the graph: input size, heatmap size)."""
+def tfjs_state_dict(
+    model_json: str | os.PathLike, head_scopes: dict[str, str] = _HEAD_SCOPES
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Google's TF.js MoveNet -> (torch state dict, facts about the graph: input size, heatmap size).
+
+    head_scopes: the heads to read (graph scope -> torch head name); single-pose MoveNet's by default.
+    """
     graph = load_graph_model(model_json)
     state: dict[str, torch.Tensor] = {}
     for node in graph.nodes:
         if node.op not in ("_FusedConv2D", "FusedDepthwiseConv2dNative", "DepthwiseConv2dNative"):
             continue
-        path = _module_path(node.name)
+        path = _module_path(node.name, head_scopes)
         if path is None:
             raise ArchitectureMismatch(f"{graph.path}: convolution {node.name!r} is not part of MoveNet")
         kernel = graph.weights[node.inputs[1]]

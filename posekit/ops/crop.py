@@ -51,6 +51,31 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 114,
 
 
 @dataclass(frozen=True)
+class StretchTransform:
+    """input_x = image_x * scale_x, input_y = image_y * scale_y (a plain resize, aspect not kept)."""
+
+    scale_x: float
+    scale_y: float
+
+    def boxes_to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 4) xyxy in network-input pixels -> image pixels."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        return boxes / np.array([self.scale_x, self.scale_y, self.scale_x, self.scale_y], np.float32)
+
+
+def stretch(image: np.ndarray, size: tuple[int, int],
+            interpolation: int = cv2.INTER_CUBIC) -> tuple[np.ndarray, StretchTransform]:
+    """Resize `image` (H, W, C) to (height, width) without keeping its aspect ratio (what
+    PaddleDetection's PicoDet deploy does, with cubic interpolation). Returns the image and its transform."""
+    if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+    h, w = image.shape[:2]
+    out_h, out_w = size
+    resized = image if (out_h, out_w) == (h, w) else cv2.resize(image, (out_w, out_h), interpolation=interpolation)
+    return resized, StretchTransform(scale_x=out_w / w, scale_y=out_h / h)
+
+
+@dataclass(frozen=True)
 class CropTransform:
     """Per-crop mapping: image_xy = crop_xy * scales[:, None] + origins.
 
