@@ -689,3 +689,31 @@ def test_journal_is_valid_up_to_its_last_complete_record(tail, kept, tmp_path):
     journal.close()
     lines = path.read_bytes().splitlines()
     assert [json.loads(line)["name"] for line in lines] == [*kept, "d"]  # the cut part is gone, d follows whole
+
+
+class _FailsAfter:
+    """The real estimator, with a fault injected after `n` frames (an engine crash): the stand-in
+    for a fatal error, which no real input triggers on demand."""
+
+    def __init__(self, estimator, n: int) -> None:
+        self.estimator, self.n = estimator, n
+
+    def stream(self, frames):
+        for count, poses in enumerate(self.estimator.stream(frames)):
+            if count == self.n:
+                raise RuntimeError("the engine crashed")
+            yield poses
+
+
+def test_fatal_error_keeps_every_finished_image(tmp_path, shared_env):
+    from posekit.estimators import make_estimator
+    from posekit.infer import infer
+
+    images = sorted(COCO_IMAGES.glob("*.jpg"))[:5]
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="the engine crashed"):
+        infer([str(p) for p in images], out, estimator=_FailsAfter(make_estimator(precision="fp32", workers=1), 2))
+    images_doc, records, _ = _load_results(out)
+    assert [im["file_name"] for im in images_doc.dataset["images"]] == [p.name for p in images[:2]]
+    assert {r["name"] for r in _journal(out)} == {p.name for p in images[:2]}  # kept for --resume
+    _no_hidden_files(out)
