@@ -193,12 +193,13 @@ def cached_artefact(request: BuildRequest, libraries: Sequence[str], filename: s
 # --- source ONNX ---------------------------------------------------------------------------------
 
 def source_onnx(model: str, spatial: str = "fixed") -> Path:
-    """The float ONNX an engine is built from: a detector's registry file, or the pose export
-    (spatial "dynamic": any input height and width, see `posekit.export.export_onnx`)."""
+    """The float ONNX an engine is built from: the registry's file when it is ONNX, else the
+    conversion of its weights (`posekit.convert`: TF.js and OpenVINO IR, no torch needed; spatial
+    "dynamic": any input height and width)."""
     spec = registry.get(model)
     if spec.format == "onnx":
         return registry.find_weights(model)[0]
-    from posekit.export import ensure_onnx
+    from posekit.convert import ensure_onnx  # TF.js and OpenVINO IR convert without torch
 
     return Path(ensure_onnx(model, spatial=spatial))
 

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # First-use work (exporting a model, building an engine) takes seconds: always say so.
-    for name in ("posekit.export", "posekit.build"):
+    for name in ("posekit.export", "posekit.build", "posekit.convert"):
         logging.getLogger(name).setLevel(min(level, logging.INFO))
     if not getattr(args, "_run", None):
         parser.print_help()

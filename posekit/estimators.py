@@ -28,7 +28,7 @@ def _estimator_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec
     return PoseEstimator(det=det, pose=pose, device=device, backend=backend, precision=precision, **options)
 
 
-def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, device: str, backend: str, precision: str, det_score_threshold: float = 0.3,
+def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, device: str, backend: str, precision: str, det_score_threshold: float | None = None,
                   oks_threshold: float | None = 0.8, min_score: float = 0.0, frames_per_batch: int | None = None,
                   **ignored: Any) -> Any:
     from posekit.gpu_pipeline import GpuPoseEstimator, GpuPosePipeline
@@ -38,20 +38,21 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
     if ignored:  # CPU-pipeline knobs (batch, workers): the device pipeline batches whole chunks instead
         log.debug("the %s pipeline does not use %s", backend, ", ".join(sorted(ignored)))
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
-                               score_threshold=det_score_threshold)
+                               score_threshold=0.3 if det_score_threshold is None else det_score_threshold)
     return GpuPoseEstimator(pipeline, frames_per_batch=frames_per_batch or 16, oks_threshold=oks_threshold,
                             min_score=min_score)
 
 
 # backend -> (precisions the commands offer, default detector, the pipeline it runs, what it is)
-PIPELINE_BACKENDS: dict[str, tuple[tuple[str, ...], str, Callable[..., Any], str]] = {
-    "onnxruntime": (("fp32", "int8"), "rtmdet-nano-person", _estimator_pipeline,
-                    "ONNX Runtime, CPU (or CUDA with onnxruntime-gpu); int8: the cached calibrated MoveNet build"),
-    "tensorrt": (("fp32", "fp16", "int8"), "rtmdet-nano-person", _estimator_pipeline,
+# backend -> (precisions the commands offer, default detector, default pose model, the pipeline it runs, what it is)
+PIPELINE_BACKENDS: dict[str, tuple[tuple[str, ...], str, str, Callable[..., Any], str]] = {
+    "onnxruntime": (("fp32", "int8"), "picodet-s-320-pedestrian", "tinypose-256x192", _estimator_pipeline,
+                    "ONNX Runtime, CPU (or CUDA with onnxruntime-gpu); int8: a cached calibrated build"),
+    "tensorrt": (("fp32", "fp16", "int8"), "picodet-s-320-pedestrian", "tinypose-256x192", _estimator_pipeline,
                  "TensorRT plans from the build cache, CUDA only"),
-    "torch": (("fp32", "fp16", "bf16"), "yolox-nano", _gpu_pipeline,
-              "the all-torch pipeline (YOLOX + MoveNet on the device), eager"),
-    "inductor": (("fp32", "fp16", "bf16"), "yolox-nano", _gpu_pipeline,
+    "torch": (("fp32", "fp16", "bf16"), "yolox-nano", "movenet-thunder", _gpu_pipeline,
+              "the all-torch pipeline (detector + pose model on the device), eager"),
+    "inductor": (("fp32", "fp16", "bf16"), "yolox-nano", "movenet-thunder", _gpu_pipeline,
                  "the all-torch pipeline compiled by torch.compile (slow first batch)"),
 }
 
@@ -72,7 +73,7 @@ def available_backends() -> list[str]:
 
 def describe_backends() -> str:
     """One line per backend, for `--help`."""
-    return "\n".join(f"  {name:<12} {'/'.join(p):<15} {what}" for name, (p, _, _, what) in PIPELINE_BACKENDS.items())
+    return "\n".join(f"  {name:<12} {'/'.join(p):<15} {what}" for name, (p, _, _, _, what) in PIPELINE_BACKENDS.items())
 
 
 def _offer(names: Iterable[str]) -> str:
@@ -96,25 +97,30 @@ def check_backend(backend: str, precision: str) -> None:
                          f"available here: {_offer(available_backends())}") from None
 
 
-def make_estimator(det: str | None = None, pose: str = "movenet-thunder", device: str = "cpu",
+def make_estimator(det: str | None = None, pose: str | None = None, device: str = "cpu",
                    backend: str = "onnxruntime", precision: str | None = None, **options: Any) -> Any:
     """The pose pipeline for `backend` and `precision` (what `posekit infer`, `eval` and `track` run).
 
     onnxruntime / tensorrt: `PoseEstimator`, its pose model on that engine (int8 and the other
     non-default builds come from posekit.build's cache: built on first use, reused after), the
-    detector on the same backend in fp32. torch / inductor: `GpuPosePipeline` (YOLOX + MoveNet,
-    every step a torch op on `device`) behind the same interface.
-    det: None picks the backend's default detector (rtmdet-nano-person; yolox-nano for torch/inductor).
+    detector on the same backend in fp32. torch / inductor: `GpuPosePipeline` (YOLOX + MoveNet by
+    default, every step a torch op on `device`) behind the same interface. A bottom-up pose model
+    (movenet-multipose) runs alone: `posekit.bottomup.BottomUpEstimator`.
+    det, pose: None picks the backend's defaults (PicoDet-S-320 + PP-TinyPose-256x192 on
+    onnxruntime/tensorrt; YOLOX-nano + MoveNet-Thunder for torch/inductor).
+    precision: None picks `posekit.runtime.default_precision` for the pose model.
     options: PoseEstimator's keyword arguments (det_score_threshold, oks_threshold, min_score, batch,
     workers, ...); the torch pipeline takes det_score_threshold, oks_threshold, min_score and
     frames_per_batch.
     """
-    precision = precision or default_precision(backend, device)
-    check_backend(backend, precision)
-    pose_spec = registry.resolve(pose)
+    if backend not in PIPELINE_BACKENDS:
+        check_backend(backend, "fp32")  # fails naming what is available
+    _precisions, default_det, default_pose, make, _what = PIPELINE_BACKENDS[backend]
+    pose_spec = registry.resolve(pose or default_pose)
     if pose_spec.task != "pose":
         raise ValueError(f"{pose_spec.name} is a {pose_spec.task} model, not a pose model; pose models: "
                          f"{', '.join(registry.names('pose'))}")
-    _precisions, default_det, make, _what = PIPELINE_BACKENDS[backend]
+    precision = precision or default_precision(backend, device, pose_spec)
+    check_backend(backend, precision)
     det_spec = None if families.of(pose_spec).kind == "bottom-up" else registry.resolve(det or default_det)
     return make(det_spec, pose_spec, device, backend, precision, **options)

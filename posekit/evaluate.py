@@ -25,8 +25,9 @@ BOX_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 def load_annotations(path: str | os.PathLike):
     """A quiet pycocotools COCO object; a clear error when the file is not COCO keypoints JSON."""
-    from pycocotools.coco import COCO
+    from posekit.extras import require
 
+    COCO = require("pycocotools.coco", "COCO evaluation").COCO
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -55,7 +56,9 @@ def gt_boxes(coco, image_id: int) -> Poses:
 
 def coco_eval(coco, results: list[dict], iou_type: str) -> tuple[dict[str, float], str]:
     """Run COCOeval: its summary stats by name (-1 where COCO has nothing to score) and its table."""
-    from pycocotools.cocoeval import COCOeval
+    from posekit.extras import require
+
+    COCOeval = require("pycocotools.cocoeval", "COCO evaluation").COCOeval
 
     names = STAT_NAMES if iou_type == "keypoints" else BOX_STAT_NAMES
     if not results:

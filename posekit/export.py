@@ -12,6 +12,7 @@ skeleton, output names and layout, the sha256 of the source weights and the pose
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -162,12 +163,7 @@ def export_onnx(
         rounding = {n: float(np.abs(a.numpy() - b.numpy()).max()) for n, a, b in zip(output_names, expected, expected_fp32)}
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    _default_permissions(tmp)
-    try:
+    with atomic_output(out) as tmp:
         axes = ({0: "batch"} if batch == "dynamic" else {}) | ({2: "height", 3: "width"} if spatial == "dynamic" else {})
         dynamic_axes = {n: dict(axes) for n in ("images", *output_names)} if axes else None
         with warnings.catch_warnings():
@@ -201,10 +197,6 @@ def export_onnx(
         entry = proto.metadata_props.add()
         entry.key, entry.value = "posekit.check", json.dumps(record)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     metadata = {p.key: p.value for p in proto.metadata_props}
     log.info("exported %s -> %s (batch %s, max diff vs torch %s)", name, out, batch, diffs)
     return ExportReport(path=out, max_abs_diff=diffs, batch=batch, fp16_rounding=rounding, metadata=metadata)
@@ -230,6 +222,26 @@ def _round_weights_to_fp16(model):
             if tensor.dtype == torch.float32:
                 tensor.copy_(tensor.half().float())
     return rounded
+
+
+@contextlib.contextmanager
+def atomic_output(out: Path):
+    """A temporary path beside `out`, renamed to `out` when the block ends, removed if it raises.
+
+    A partial or failed write never looks like a finished file.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    _default_permissions(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _default_permissions(path: Path) -> None:

@@ -50,9 +50,12 @@ def _pose_model(pose: Any, device: str, backend: str, precision: str, threads: i
 class PoseEstimator:
     """Multi-person pose estimation: ``estimator(image) -> Poses`` in image pixels.
 
-    det:                 detector registry name (or a Detector)
-    pose:                pose registry name (or a model object: ``model(crops) -> (keypoints, scores)``)
-    det_score_threshold: detector boxes below are dropped
+    det:                 detector registry name (or a Detector); default PicoDet-S-320 pedestrian
+    pose:                pose registry name (or a model object: ``model(crops) -> (keypoints, scores)``);
+                         default PP-TinyPose-256x192 (the most accurate combination that is at least 2x
+                         the plain per-person loop on the CPU: `posekit bench --stage models`, BENCHMARKS.md)
+    det_score_threshold: detector boxes below are dropped (None: the detector's registered default,
+                         0.3 for PicoDet, 0.2 otherwise)
     crop_scale:          crop side = `crop_scale` x the box's longer side (after matching the input aspect)
     crop_shape:          "fit": each crop shaped and sized like its person (a standing person runs at
                          256x128, about half the work of 256x256; a small one at 192 rather than
@@ -83,9 +86,9 @@ class PoseEstimator:
                          twice the pose work), for families that have one
     """
 
-    def __init__(self, det: Any = "rtmdet-nano-person", pose: Any = "movenet-thunder", device: str = "cpu",
+    def __init__(self, det: Any = "picodet-s-320-pedestrian", pose: Any = "tinypose-256x192", device: str = "cpu",
                  backend: str = "onnxruntime", precision: str | None = None, det_precision: str = "fp32",
-                 det_score_threshold: float = 0.2, det_iou_threshold: float = 0.65,
+                 det_score_threshold: float | None = None, det_iou_threshold: float = 0.65,
                  crop_scale: float = 1.25, crop_shape: str = "fit", person_score: str = "box*keypoints",
                  keypoint_threshold: float = 0.2,
                  oks_threshold: float | None = 0.8, min_score: float = 0.0, batch: int | None = None,
@@ -104,10 +107,17 @@ class PoseEstimator:
             raise ValueError(f"workers, batch and frames_per_batch must be >= 1, got {workers}, {batch}, {frames_per_batch}")
         if threads is None and workers > 1:
             threads = 1
-        self.detector = det if isinstance(det, Detector) else Detector(
-            det, device=device, backend=backend, precision=det_precision, score_threshold=det_score_threshold,
-            iou_threshold=det_iou_threshold, threads=threads)
-        self.precision = precision or default_precision(backend, device)
+        if not isinstance(det, Detector):
+            det_spec = registry.resolve(det)
+            if det_score_threshold is None:
+                det_score_threshold = det_spec.options.get("score_threshold", 0.2)
+            det = Detector(det_spec, device=device, backend=backend, precision=det_precision,
+                           score_threshold=det_score_threshold, iou_threshold=det_iou_threshold, threads=threads)
+        self.detector = det
+        if isinstance(pose, (str, registry.ModelSpec)):
+            self.precision = precision or default_precision(backend, device, pose)
+        else:
+            self.precision = precision or "fp32"  # a model object runs as it is
         self.pose = _pose_model(pose, device, backend, self.precision, threads, flip)
         self.crop_scale = float(crop_scale)
         self._crop = getattr(self.pose, "crop", None) or affine_crop  # the family's crop convention

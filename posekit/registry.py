@@ -180,6 +180,8 @@ def _picodet(size: int, sha_xml: str, sha_bin: str) -> ModelSpec:
         source=_PADDLE_SOURCE + " (PicoDet-S LCNet pedestrian, exported without NMS)",
         licence="Apache-2.0 (PaddleDetection)",
         accuracy="pedestrian detector of the PP-TinyPose pipeline (no COCO figure reported for this export)",
+        # at 0.3 it finds half the boxes it finds at 0.2 for 1 AP point less (TinyPose, shared images)
+        options={"score_threshold": 0.3},
         **RGB_IMAGENET,
     )
 

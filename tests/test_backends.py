@@ -110,7 +110,7 @@ def test_help_explains_backends(command):
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     for words in ("--backend NAME", "(default onnxruntime)", "int8", "tensorrt", "torch / inductor", "--crop-shape {fit,square}",
-                  "(default: int8 for onnxruntime on the CPU, fp32 otherwise)",
+                  "(default: int8 for MoveNet on onnxruntime on the CPU, fp32 otherwise",
                   "INT8 RTMDet measured slower and less accurate"):
         assert words in text, words
 
@@ -126,8 +126,8 @@ def gpu_estimator(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend, precision, kind, detector, pose_model", [
-    ("onnxruntime", "fp32", "PoseEstimator", "rtmdet-nano-person", "TopDownModel"),
-    ("onnxruntime", "int8", "PoseEstimator", "rtmdet-nano-person", "TopDownModel"),
+    ("onnxruntime", "fp32", "PoseEstimator", "picodet-s-320-pedestrian", "TopDownModel"),
+    ("onnxruntime", "int8", "PoseEstimator", "picodet-s-320-pedestrian", "TopDownModel"),
 ])
 def test_factory_picks_the_estimator_and_engine(backend, precision, kind, detector, pose_model):
     from posekit.estimators import make_estimator
@@ -137,7 +137,7 @@ def test_factory_picks_the_estimator_and_engine(backend, precision, kind, detect
     assert type(estimator.pose).__name__ == pose_model
     pose_file = estimator.pose.engine.path
     assert (pose_file.name == "model.int8.onnx") == (precision == "int8"), pose_file
-    assert estimator.detector.engine.path.name == "rtmdet-nano-person.onnx"  # the detector stays fp32
+    assert estimator.detector.engine.path.suffix == ".onnx" and "int8" not in estimator.detector.engine.path.name  # fp32
     # 000000040083.jpg: the two annotated people (with keypoints) are the two best-scored poses
     poses = estimator(IMAGES[1])
     best = poses.boxes[np.argsort(-poses.scores)[:2]]

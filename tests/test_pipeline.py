@@ -130,8 +130,18 @@ def test_yolox_as_the_detector():
 
 # --- crops shaped like the person ---------------------------------------------------------------
 
-def test_default_is_int8_with_crops_shaped_like_the_person(estimator):
+def test_default_is_tinypose_fp32_on_picodet_boxes(estimator):
+    # chosen by `posekit bench --stage models` (BENCHMARKS.md): the most accurate combination at
+    # 2x the plain loop; TinyPose keeps fp32 (INT8 lost 12 AP points) and its fixed input size
+    assert estimator.detector.name == "picodet-s-320-pedestrian" and estimator.detector.score_threshold == 0.3
+    assert estimator.pose.name == "tinypose-256x192" and estimator.precision == "fp32"
+    assert estimator.crop_shape == "square" and estimator.pose.engine.inputs[0].shape == (None, 3, 256, 192)
+
+
+def test_movenet_runs_int8_with_crops_shaped_like_the_person():
+    estimator = PoseEstimator(det="rtmdet-nano-person", pose="movenet-thunder")
     assert estimator.precision == "int8" and estimator.crop_shape == "fit"
+    assert estimator.detector.score_threshold == 0.2
     assert estimator.pose.engine.path.name == "model.int8.onnx"
     assert estimator.pose.engine.inputs[0].shape == (None, 3, None, None)
 

@@ -5,20 +5,26 @@ from __future__ import annotations
 import argparse
 
 BACKEND_HELP = (
-    "engine the pose model runs on (default %(default)s). onnxruntime: the CPU default, running "
-    "the calibrated INT8 MoveNet build (made on first use, then reused from the engine cache) unless "
-    "--precision fp32. tensorrt: cached TensorRT plans, CUDA only, where TensorRT is installed. torch / inductor: "
-    "the all-torch pipeline (YOLOX detector + MoveNet, every step on --device, meant for cuda; "
-    "inductor compiles on the first batches). An unavailable combination is refused, naming what is "
-    "available here"
+    "engine the models run on (default %(default)s). onnxruntime: the CPU default (PicoDet-S + "
+    "PP-TinyPose in fp32; MoveNet runs its calibrated INT8 build, made on first use and reused from the "
+    "engine cache, unless --precision fp32). tensorrt: cached TensorRT plans, CUDA only, where TensorRT is "
+    "installed. torch / inductor: the all-torch pipeline (YOLOX + MoveNet by default, every step on "
+    "--device, meant for cuda; inductor compiles on the first batches). An unavailable combination is "
+    "refused, naming what is available here"
 )
 PRECISION_HELP = (
-    "pose model precision (default: int8 for onnxruntime on the CPU, fp32 otherwise): onnxruntime "
-    "int8|fp32 (fp32: about 1 AP point more, 1.6x slower on the CPU), tensorrt fp32|fp16|int8, "
-    "torch/inductor fp32|fp16|bf16 (both networks). The detector stays fp32 on onnxruntime/tensorrt: "
-    "INT8 RTMDet measured slower and less accurate than fp32"
+    "pose model precision (default: int8 for MoveNet on onnxruntime on the CPU, fp32 otherwise: PP-TinyPose "
+    "loses 12 AP points in INT8): onnxruntime int8|fp32 (MoveNet fp32: about 1 AP point more, 1.6x slower "
+    "on the CPU), tensorrt fp32|fp16|int8, torch/inductor fp32|fp16|bf16 (both networks). The detector "
+    "stays fp32 on onnxruntime/tensorrt: INT8 RTMDet measured slower and less accurate than fp32"
 )
-DET_HELP = "person detector (registry name; default rtmdet-nano-person, yolox-nano for --backend torch/inductor)"
+DET_HELP = ("person detector (registry name, see `posekit models`; default picodet-s-320-pedestrian, "
+            "yolox-nano for --backend torch/inductor)")
+POSE_HELP = ("pose model (registry name, see `posekit models`; default tinypose-256x192, the most accurate "
+             "that runs at 2x the plain loop on the CPU, movenet-thunder for --backend torch/inductor; "
+             "tinypose-128x96 and movenet-lightning are faster, movenet-multipose finds people without a detector)")
+DET_THRESHOLD_HELP = ("drop detector boxes scoring below this (default: the detector's own, 0.3 for PicoDet, "
+                      "0.2 for the others)")
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,8 +1,16 @@
 """Benchmark a stage of posekit and print a table.
 
+--stage models times and scores every registered detector + pose combination (and each
+bottom-up model) in one run, against the plain loop: images/s, CPU ms per person, AP on detected
+and on annotated boxes, and an AP-versus-speed plot (--plot).
+
 --stage pipeline times posekit's whole pipeline against the plain per-person loop (RTMDet-nano,
 then each crop alone through Google's MoveNet graph) on the same images, in one run, and
 reports images/s and COCO keypoint AP for both.
+
+--stage track scores posekit's tracker, a greedy IoU tracker and ByteTrack (supervision, when
+installed: `pip install 'posekit[bench]'`) on the same detections of MOTChallenge sequences
+(MOTA, IDF1, HOTA, IDSW, FP, FN, ms/frame), and times each tracker alone at --people a frame.
 """
 
 from __future__ import annotations
@@ -15,22 +23,24 @@ def _bench_pipeline(args: argparse.Namespace) -> dict:
     from posekit.baseline import bench_pipeline
     from posekit.pipeline import PoseEstimator
 
-    # One posekit row per detector threshold and pose-model precision (fp32: the float ONNX;
-    # int8: the cached INT8 build), all timed in the same run as the plain loop.
-    precisions = (args.precisions or "int8").split(",")
+    # One posekit row per detector threshold, pose-model precision (fp32: the float ONNX; int8:
+    # the cached INT8 build; none given: the model's default) and crop shape, all timed in the same
+    # run as the plain loop.
+    precisions = args.precisions.split(",") if args.precisions else [None]
     shapes = args.crop_shapes.split(",")
     estimators = {}
     for threshold in args.det_threshold:
         for precision in precisions:
             for shape in shapes:
                 label = "posekit"
-                if len(args.det_threshold) > 1:
+                if len(args.det_threshold) > 1 and threshold is not None:
                     label += f" det>={threshold:g}"
-                if len(precisions) > 1 or precision != "int8":
+                if precision is not None:
                     label += f" {precision}"
                 if len(shapes) > 1 or shape != "fit":
                     label += f" {shape}"
-                estimators[label] = PoseEstimator(det=args.det, pose=args.pose, workers=args.workers,
+                models = {k: v for k, v in (("det", args.det), ("pose", args.pose)) if v}
+                estimators[label] = PoseEstimator(**models, workers=args.workers,
                                                   det_score_threshold=threshold, precision=precision,
                                                   crop_shape=shape)
     return bench_pipeline(args.images, args.ann, estimators, repeat=args.repeat)
@@ -68,44 +78,106 @@ def _print_engines(report: dict) -> None:
     print(format_table(report["rows"]))
 
 
+def _bench_models(args: argparse.Namespace) -> dict:
+    from posekit import registry
+    from posekit.model_bench import bench_models
+
+    if args.ann is None:
+        raise ValueError("--stage models scores AP: pass --ann (COCO keypoint annotations of --images)")
+    dets = args.dets.split(",") if args.dets else registry.names("detector")
+    dets = [d for d in dets if args.dets or not d.startswith("yolox-") or d == "yolox-nano"]  # the larger YOLOX sizes have no weights here
+    poses = args.poses.split(",") if args.poses else registry.names("pose")
+    report = bench_models(args.images, args.ann, dets, poses, (args.precisions or "int8,fp32").split(","),
+                          repeat=args.repeat, workers=args.workers)
+    if args.plot:
+        from posekit.model_bench import write_plot
+
+        write_plot(report, args.plot)
+    return report
+
+
+def _print_models(report: dict) -> None:
+    from posekit.model_bench import format_rows
+
+    print(format_rows(report))
+    print(f"{report['images']} images, fastest of {report['repeat']} passes each; {report['machine']}")
+
+
+def _bench_track(args: argparse.Namespace) -> dict:
+    from posekit.cli import build_parser
+    from posekit.commands import make_estimator
+    from posekit.tracking.benchmark import bench_tracking
+
+    if not args.sequences:
+        raise ValueError("--stage track scores MOTChallenge sequences: pass --sequences DIR [DIR ...]")
+
+    def estimator():  # what `posekit track` runs by default, with this command's --det and --pose
+        models = [*(["--det", args.det] if args.det else []), *(["--pose", args.pose] if args.pose else [])]
+        track_args = build_parser().parse_args(["track", "-", "--out", "-", *models])
+        return make_estimator(track_args, det_score_threshold=track_args.det_threshold,
+                              oks_threshold=track_args.oks_threshold or None)
+
+    return bench_tracking(args.sequences, estimator, cache=args.detections, people=args.people)
+
+
+def _print_track(report: dict) -> None:
+    from posekit.tracking.benchmark import format_report
+
+    print(format_report(report))
+
+
 # stage -> (run(args) -> report, print(report)); other stages register here.
 STAGES = {
     "pipeline": (_bench_pipeline, _print_pipeline),
+    "models": (_bench_models, _print_models),
     "det": (_bench_engines, _print_engines),
     "pose": (_bench_engines, _print_engines),
+    "track": (_bench_track, _print_track),
 }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", choices=sorted(STAGES), default="pipeline", help="what to time (default %(default)s)")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images to time on")
+    p.add_argument("--images", metavar="DIR", help="folder of images to time on (every stage but track)")
     p.add_argument("--ann", metavar="JSON",
                    help="COCO keypoint annotations for AP (default: the one .json beside the images folder)")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
     p.add_argument("--repeat", type=int, default=3, help="timed passes; the fastest counts (default %(default)s)")
-    p.add_argument("--det", default="rtmdet-nano-person", help="posekit's detector (default %(default)s)")
-    p.add_argument("--pose", default="movenet-thunder", help="posekit's pose model (default %(default)s)")
+    p.add_argument("--det", default=None, help="posekit's detector (default: posekit's, picodet-s-320-pedestrian)")
+    p.add_argument("--pose", default=None, help="posekit's pose model (default: posekit's, tinypose-256x192)")
     p.add_argument("--workers", type=int, default=3, help="posekit's worker threads (default %(default)s)")
-    p.add_argument("--det-threshold", type=float, nargs="+", default=[0.2], metavar="T",
+    p.add_argument("--det-threshold", type=float, nargs="+", default=[None], metavar="T",
                    help="posekit's detector score threshold; several values time one posekit row each "
-                        "(0.3 gives posekit the plain loop's boxes; default %(default)s)")
+                        "(default: the detector's own, 0.3 for PicoDet, 0.2 for the others)")
     p.add_argument("--crop-shapes", default="fit", metavar="S",
                    help="posekit's crop shapes, comma-separated, one posekit row each: fit (shaped like the "
                         "person) or square (default %(default)s)")
+    models = p.add_argument_group("--stage models (every detector + pose combination, and each bottom-up model)")
+    models.add_argument("--dets", metavar="A,B", help="detectors to combine (default: every registered one but the "
+                                                      "larger YOLOX sizes)")
+    models.add_argument("--poses", metavar="A,B", help="pose models (default: every registered one)")
     engines = p.add_argument_group("--stage det / pose (engines on real crops / frames cut from --images)")
     engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
     engines.add_argument("--backends", default="onnxruntime",
                          help="comma-separated BACKEND[:PRECISION]; the first is the reference (default %(default)s)")
     engines.add_argument("--precisions",
                          help="for backends given without one (default fp32); with --stage pipeline, the "
-                              "pose model's precisions, one posekit row each, e.g. int8,fp32 (default int8, "
-                              "the CPU pipeline's default)")
+                              "pose model's precisions, one posekit row each, e.g. int8,fp32 (default: the "
+                              "model's CPU default); with --stage models, default int8,fp32")
     engines.add_argument("--batches", default="1,8", help="batch sizes (default %(default)s)")
     engines.add_argument("--device", default="cpu")
     engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     engines.add_argument("--repeat-calls", type=int, default=20, help="timed calls per row; the median counts")
     engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
-    engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch (needs matplotlib)")
+    engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch, or with --stage models AP vs "
+                                                       "images/s (needs matplotlib)")
+    track = p.add_argument_group("--stage track (trackers on the same detections of MOTChallenge sequences)")
+    track.add_argument("--sequences", nargs="+", metavar="DIR",
+                       help="sequence folders, each with gt/gt.txt, seqinfo.ini and <name>.mp4")
+    track.add_argument("--detections", metavar="DIR",
+                       help="keep each sequence's detections here and reuse them on later runs")
+    track.add_argument("--people", type=int, default=20,
+                       help="also time each tracker alone at this many people a frame; 0 skips (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
 
     from posekit.io import write_json
 
-    if args.ann is None:
+    if args.stage != "track" and not args.images:
+        raise ValueError(f"--stage {args.stage} times on images: pass --images DIR")
+    if args.ann is None and args.images:
         found = sorted(Path(args.images).resolve().parent.glob("*.json"))
         args.ann = str(found[0]) if len(found) == 1 else None
     run_stage, print_stage = STAGES[args.stage]
@@ -125,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         from posekit.benchmark import write_csv
 
         write_csv(report["rows"], args.csv)
-    if getattr(args, "plot", None) and "rows" in report:
+    if getattr(args, "plot", None) and "rows" in report and args.stage != "models":
         from posekit.benchmark import write_plot
 
         write_plot(report["rows"], args.plot)

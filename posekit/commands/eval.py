@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from posekit.commands import DET_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,18 +18,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="person boxes to evaluate on (default %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write AP, AP50, AP75, APm, APl, AR, images, people, seconds here")
     p.add_argument("--det", default=None, help=DET_HELP)
-    p.add_argument("--pose", default="movenet-thunder", help="pose model (default %(default)s)")
+    p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     add_backend_arguments(p)
-    p.add_argument("--det-threshold", type=float, default=0.2, help="detector score threshold (default %(default)s)")
+    p.add_argument("--det-threshold", type=float, default=None, help=DET_THRESHOLD_HELP)
     p.add_argument("--oks-threshold", type=float, default=0.8, help="pose NMS OKS threshold; 0 turns it off (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from posekit.evaluate import evaluate, report_json
+    from posekit.evaluate import evaluate, load_annotations, report_json
     from posekit.io import write_json
     from posekit.commands import make_estimator
 
+    load_annotations(args.ann)  # a missing eval extra or a bad annotation file fails before any model loads
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     boxes = ("detector", "gt") if args.boxes == "both" else (args.boxes,)
     report = evaluate(args.ann, args.images, estimator, boxes=boxes)

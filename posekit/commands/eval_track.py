@@ -1,9 +1,11 @@
 """Score tracked poses against ground truth: MOTA, IDF1, ID switches, fragmentation (through
 motmetrics) and HOTA with DetA/AssA.
 
-GT and PRED are PoseTrack JSON or the per-frame JSON Lines that `posekit track` writes (the
-formats may differ). Frames are matched by their order in each file; detections by box IoU
-(default) or keypoint OKS at --threshold.
+GT and PRED are PoseTrack JSON, the per-frame JSON Lines that `posekit track` writes, or
+MOTChallenge text (a sequence's gt/gt.txt, or results such as `posekit track --format mot`
+writes); the formats may differ. Frames are matched by number (MOT frame f is JSON Lines frame
+f - 1; PoseTrack frames by their order in the file); detections by box IoU (default) or keypoint
+OKS at --threshold. MOT files carry boxes only: score them with --match iou.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ SHOWN = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "Frag", "MOTP", "precis
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gt", required=True, help="ground truth: PoseTrack JSON or JSON Lines")
-    p.add_argument("--pred", required=True, help="predictions: PoseTrack JSON or JSON Lines, with track ids")
+    p.add_argument("--gt", required=True,
+                   help="ground truth: PoseTrack JSON, JSON Lines or MOTChallenge gt.txt (conf-0 rows ignored)")
+    p.add_argument("--pred", required=True,
+                   help="predictions with track ids: PoseTrack JSON, JSON Lines or MOTChallenge text")
     p.add_argument("--match", choices=["iou", "oks"], default="iou", help="how detections correspond (default iou)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="least IoU/OKS of a MOTA/IDF1 match (default 0.5; HOTA sweeps 0.05..0.95)")

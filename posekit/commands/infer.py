@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 
-from posekit.commands import DET_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,14 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted run in --out: inputs its journal lists as done are skipped")
     p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     p.add_argument("--det", default=None, help=DET_HELP)
-    p.add_argument("--pose", default="movenet-thunder",
-                   help="pose model (registry name; movenet-lightning is faster; default %(default)s)")
+    p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     add_backend_arguments(p)
     p.add_argument("--batch", type=positive_int, default=None,
                    help="most person crops per pose-model call (default: 2 on the CPU, where bigger batches are slower, 32 on a GPU)")
-    p.add_argument("--det-threshold", type=unit_interval, default=0.2,
-                   help="drop detector boxes scoring below this, 0 to 1 (default %(default)s)")
+    p.add_argument("--det-threshold", type=unit_interval, default=None, help=DET_THRESHOLD_HELP)
     p.add_argument("--oks-threshold", type=unit_interval, default=0.8,
                    help="pose NMS: drop a person whose OKS with a better one exceeds this, 0 to 1; 0 turns it off (default %(default)s)")
     p.add_argument("--min-score", type=unit_interval, default=0.0,

@@ -2,15 +2,17 @@
 
   <name>.jsonl            one line per frame: every person's box, keypoints, scores and track_id
   <name>.posetrack.json   PoseTrack 2018/21 JSON, the format the official poseval tools score
+  <name>.txt              with --format mot: MOTChallenge results (frame,id,x,y,w,h,score,-1,-1,-1,
+                          1-based frames), what MOT benchmarks and `posekit eval-track` score
   <name>.mp4              the video drawn with one colour per track ID and short trails
 
 The JSON Lines records are the schema posekit.frame/1 that `posekit infer` writes too (see the
 README), with the container's timestamps. Existing outputs are not replaced without --overwrite.
 
 Who is drawn: a person is reported (and drawn) once the tracker has matched them --min-hits
-times, starting only from a box scoring --track-high or more; the render also leaves out boxes
-scoring under --vis-threshold (default 0.3, like `posekit infer`, so both draw the same people
-once the tracks have started).
+times, a track starting only from a box scoring --track-high or more in the first frame and
+--track-birth or more after it; the render also leaves out boxes scoring under --vis-threshold
+(default 0.3, as `posekit infer` does, so both draw the same people once tracks have started).
 
 A digit names a camera (stop it with --max-frames, Ctrl-C or SIGTERM). Each output is renamed
 into place when its video ends, also on Ctrl-C, SIGTERM or an error, holding every frame done;
@@ -23,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.commands import DET_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     add_model_arguments(p)
     add_tracker_arguments(p)
+    p.add_argument("--format", default="jsonl,posetrack", type=_formats, metavar="F[,F]",
+                   help="tracked outputs, comma-separated: jsonl, posetrack, mot (default jsonl,posetrack)")
+    p.add_argument("--save-detections", action="store_true",
+                   help="also write <name>.detections.npz: every frame's poses before tracking, to replay "
+                        "into a tracker without the models (posekit.tracking.detections)")
     p.add_argument("--no-video", action="store_true", help="skip the rendered video")
     p.add_argument("--vis-threshold", type=unit_interval, default=0.3, metavar="SCORE",
                    help="the render leaves out people whose detector box score is below this (default "
@@ -48,7 +55,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     from posekit.cli import unit_interval
 
     p.add_argument("--det", default=None, help=DET_HELP)
-    p.add_argument("--pose", default="movenet-thunder", help="pose model (default movenet-thunder)")
+    p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     add_backend_arguments(p)
     p.add_argument("--det-threshold", type=unit_interval, default=0.2,
@@ -59,26 +66,45 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "exceeds this; 0 turns it off (default 0.8)")
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from posekit.tracking.video import FORMATS
+
+    names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    bad = [f for f in names if f not in FORMATS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected formats among {', '.join(FORMATS)}, got {text!r}")
+    return names
+
+
+# The tracker options' defaults are PoseTracker's (chosen on MOT15, see its docstring); the help
+# repeats them, and tests/test_mot15.py checks that it says the same.
+TRACKER_OPTIONS = {
+    # option: (PoseTracker argument, type, help)
+    "--track-high": ("high_score", float, "first-stage match score (default 0.3)"),
+    "--track-birth": ("new_track_score", float, "the least score that starts a new track (default 0.5; "
+                                                "RTMDet-nano scores false people on poles and signs 0.25-0.45)"),
+    "--track-low": ("low_score", float, "poses scored below are ignored; between this and --track-high they "
+                                        "only extend tracks (default 0.2)"),
+    "--min-hits": ("min_hits", int, "matches before a track is reported (default 3)"),
+    "--track-buffer": ("track_buffer", int, "frames a lost track is kept for re-identification (default 60)"),
+}
+
+
 def add_tracker_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracker")
     g.add_argument("--track-score", choices=["box", "person"], default="box",
                    help="the score the tracker thresholds apply to (default box: the detector's)")
-    g.add_argument("--track-high", type=float, default=0.3,
-                   help="first-stage and new-track score (default 0.3; RTMDet-nano scores the people "
-                        "of a street scene 0.3 to 0.65)")
-    g.add_argument("--track-low", type=float, default=0.2, help="poses scored below are ignored (default 0.2)")
-    g.add_argument("--min-hits", type=int, default=3, help="matches before a track is reported (default 3)")
-    g.add_argument("--track-buffer", type=int, default=30, help="frames a lost track is kept (default 30)")
+    for option, (_, kind, text) in TRACKER_OPTIONS.items():
+        g.add_argument(option, type=kind, default=None, help=text)
     g.add_argument("--smooth", action="store_true", help="One-Euro smoothing of the reported keypoints")
 
 
 def make_tracker(args: argparse.Namespace, frame_rate: float = 30.0):
     from posekit.tracking import PoseTracker
 
-    return PoseTracker(high_score=args.track_high, new_track_score=args.track_high, low_score=args.track_low,
-                       score_field="box_scores" if args.track_score == "box" else "scores",
-                       min_hits=args.min_hits, track_buffer=args.track_buffer, frame_rate=frame_rate,
-                       smoothing=args.smooth)
+    given = {name: getattr(args, option[2:].replace("-", "_")) for option, (name, _, _) in TRACKER_OPTIONS.items()}
+    return PoseTracker(score_field="box_scores" if args.track_score == "box" else "scores", frame_rate=frame_rate,
+                       smoothing=args.smooth, **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
 
     def planned(stem: str) -> list[Path]:
-        return [out / f"{stem}.jsonl", out / f"{stem}.posetrack.json", *([] if args.no_video else [out / f"{stem}.mp4"])]
+        suffixes = {"jsonl": ".jsonl", "posetrack": ".posetrack.json", "mot": ".txt"}
+        paths = [out / f"{stem}{suffixes[f]}" for f in args.format]
+        if args.save_detections:
+            paths.append(out / f"{stem}.detections.npz")
+        return paths if args.no_video else [*paths, out / f"{stem}.mp4"]
 
     if not args.overwrite:
         existing = [p for stem in stems for p in planned(stem) if p.exists()]
@@ -117,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
             rate = args.fps or video_fps(source, default=30.0)  # the tracker's frame rate (its buffers)
             result = track_video(source, out, estimator=estimator, tracker=make_tracker(args, rate),
                                  render=not args.no_video, trail=args.trail, fps=args.fps, vid_id=vid_id,
-                                 max_frames=args.max_frames, stem=stem, vis_threshold=args.vis_threshold,
+                                 max_frames=args.max_frames, stem=stem, formats=args.format,
+                                 save_detections=args.save_detections, vis_threshold=args.vis_threshold,
                                  progress=True)
         except KeyboardInterrupt:
             _kept(source, planned(stem), "interrupted")
@@ -131,12 +162,13 @@ def run(args: argparse.Namespace) -> int:
                 print("posekit track: stopping: the disk is full", file=sys.stderr, flush=True)
                 break
             continue
-        outputs = ", ".join(str(p) for p in (result.jsonl, result.posetrack, result.video) if p)
+        outputs = ", ".join(str(p) for p in result.outputs)
         print(f"{result.source}: {result.frames} frames, {result.tracks} tracks -> {outputs}", flush=True)
     if not args.no_video:
-        print(f"renders draw tracked people (a track starts at box score >= --track-high {args.track_high:g} and "
-              f"is shown after --min-hits {args.min_hits} matches) whose box score is >= --vis-threshold "
-              f"{args.vis_threshold:g}", flush=True)
+        t = make_tracker(args)
+        print(f"renders draw tracked people (a track starts at score >= --track-high {t.high_score:g} in the first "
+              f"frame, --track-birth {t.new_track_score:g} after it, and is shown after --min-hits {t.min_hits} "
+              f"matches) whose box score is >= --vis-threshold {args.vis_threshold:g}", flush=True)
     return 1 if failed else 0
 
 

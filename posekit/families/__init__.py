@@ -76,6 +76,7 @@ class TopDownFamily(Family):
     any_size:      the network takes crops of any height and width (multiples of 32), so crops may be
                    shaped like the person (`PoseEstimator(crop_shape="fit")`)
     int8_keep_float: fn(node names of the float ONNX) -> names INT8 quantisation leaves in float
+    int8_on_cpu:   INT8 is this family's CPU default (it keeps its accuracy there, measured)
     crop:          fn(image, boxes (N, 4) xyxy, (h, w), scale) -> (crops (N, h, w, 3), CropTransform):
                    how the family cuts person crops (the coordinate convention it was trained in);
                    None: `posekit.ops.crop.affine_crop`
@@ -83,6 +84,7 @@ class TopDownFamily(Family):
 
     decode: PoseDecode = None  # type: ignore[assignment]
     crop: Callable[..., Any] | None = None
+    int8_on_cpu: bool = False
     decode_torch: str | None = None
     flip_pairs: tuple[tuple[int, int], ...] = ()
     merge_flip: Callable[..., list[np.ndarray]] | None = None

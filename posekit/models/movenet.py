@@ -28,18 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit import registry
-from posekit.ops.movenet import DISTANCE_BIAS, cell_scale
+from posekit.ops.movenet import DISTANCE_BIAS, OUTPUT_LAYOUT, OUTPUT_NAMES, cell_scale
 from posekit.tfjs import load_graph_model, model_files
 
 log = logging.getLogger(__name__)
-
-OUTPUT_NAMES = ("centre", "heatmaps", "regression", "offsets")
-OUTPUT_LAYOUT = (
-    "centre (B,1,S/4,S/4) sigmoid person-centre heatmap; "
-    "heatmaps (B,17,S/4,S/4) sigmoid keypoint heatmaps, COCO-17 order; "
-    "regression (B,34,S/4,S/4) channel 2k=dy, 2k+1=dx of keypoint k from the centre cell, in cells; "
-    "offsets (B,34,S/4,S/4) channel 2k=dy, 2k+1=dx sub-cell refinement of keypoint k, in cells"
-)
 
 # MobileNetV2 blocks with stride 2; the rest have stride 1 (a residual where widths match).
 _STRIDE2_BLOCKS = {1, 3, 6, 13}

@@ -19,6 +19,15 @@ import functools
 
 import numpy as np
 
+# MoveNet's raw heads, in decode_movenet's argument order: the names every export gives them
+OUTPUT_NAMES = ("centre", "heatmaps", "regression", "offsets")
+OUTPUT_LAYOUT = (
+    "centre (B,1,S/4,S/4) sigmoid person-centre heatmap; "
+    "heatmaps (B,17,S/4,S/4) sigmoid keypoint heatmaps, COCO-17 order; "
+    "regression (B,34,S/4,S/4) channel 2k=dy, 2k+1=dx of keypoint k from the centre cell, in cells; "
+    "offsets (B,34,S/4,S/4) channel 2k=dy, 2k+1=dx sub-cell refinement of keypoint k, in cells"
+)
+
 # float16-rounded 1.8, as stored in the TF.js graph (add_5/y)
 DISTANCE_BIAS = float(np.float16(1.8))
 

@@ -1,6 +1,7 @@
 """Multi-person pose tracking: `PoseTracker`, One-Euro smoothing, PoseTrack output and metrics.
 
-Only numpy and scipy are imported here; motmetrics loads inside `posekit.tracking.metrics`.
+Only numpy (and lap, for the matching) are imported here; scipy and motmetrics load inside
+`posekit.tracking.metrics` (the `track` extra).
 """
 
 from posekit.tracking.smoothing import OneEuroFilter

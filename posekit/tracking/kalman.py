@@ -26,48 +26,67 @@ def cxcywh_to_xyxy(box: np.ndarray) -> np.ndarray:
     return np.concatenate([box[..., :2] - half, box[..., :2] + half], axis=-1)
 
 
-def _size_std(w: float, h: float, weight: float) -> np.ndarray:
-    return weight * np.array([w, h, w, h], np.float64)
+def _size(mean: np.ndarray) -> np.ndarray:
+    """(4,) the box's (w, h, w, h), at least 1 pixel: the scale of every noise term."""
+    w, h = float(mean[2]), float(mean[3])
+    return np.array([w if w > 1.0 else 1.0, h if h > 1.0 else 1.0] * 2)
 
 
 class BoxKalman:
-    """One track's box state: `mean` (8,) and `covariance` (8, 8)."""
+    """One track's box state: `mean` (8,) and `covariance` (8, 8).
+
+    Each of cx, cy, w, h moves with its own velocity and the noise terms are diagonal, so the
+    covariance stays four independent 2x2 blocks (position, velocity of one coordinate); they are
+    kept as three (4,) arrays, which is the full 8x8 filter's arithmetic at a fraction of its cost
+    (a tracker runs one filter per person per frame).
+    """
 
     def __init__(self, box_xyxy: np.ndarray) -> None:
         z = xyxy_to_cxcywh(box_xyxy)
         self.mean = np.concatenate([z, np.zeros(4)])
-        w, h = max(z[2], 1.0), max(z[3], 1.0)
-        std = np.concatenate([_size_std(w, h, 2 * STD_POSITION), _size_std(w, h, 10 * STD_VELOCITY)])
-        self.covariance = np.diag(std**2)
+        size = _size(self.mean)
+        self._pp = (2 * STD_POSITION * size) ** 2  # var(position)
+        self._pv = np.zeros(4)  # cov(position, velocity)
+        self._vv = (10 * STD_VELOCITY * size) ** 2  # var(velocity)
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """The (8, 8) covariance (position block, then velocity block)."""
+        cov = np.zeros((8, 8))
+        i = np.arange(4)
+        cov[i, i], cov[i + 4, i + 4] = self._pp, self._vv
+        cov[i, i + 4] = cov[i + 4, i] = self._pv
+        return cov
 
     def predict(self, step: float = 1.0) -> None:
         """Advance `step` frames (0 leaves the state as it is)."""
         if step <= 0:
             return
-        f = np.eye(8)
-        f[:4, 4:] = step * np.eye(4)
-        w, h = max(self.mean[2], 1.0), max(self.mean[3], 1.0)
+        mean = self.mean
+        size2 = _size(mean) ** 2
         # Random-walk noise grows linearly with the time elapsed.
-        q = np.diag(np.concatenate([_size_std(w, h, STD_POSITION), _size_std(w, h, STD_VELOCITY)]) ** 2) * step
-        self.mean = f @ self.mean
-        self.mean[2:4] = np.maximum(self.mean[2:4], 1.0)  # a shrinking box never turns inside out
-        self.covariance = f @ self.covariance @ f.T + q
+        mean[:4] += step * mean[4:]
+        if mean[2] < 1.0 or mean[3] < 1.0:  # a shrinking box never turns inside out
+            mean[2:4] = np.maximum(mean[2:4], 1.0)
+        self._pp = self._pp + (2 * step) * self._pv + (step * step) * self._vv + (STD_POSITION ** 2 * step) * size2
+        self._pv = self._pv + step * self._vv
+        self._vv = self._vv + (STD_VELOCITY ** 2 * step) * size2
 
     def update(self, box_xyxy: np.ndarray) -> None:
         z = xyxy_to_cxcywh(box_xyxy)
-        w, h = max(self.mean[2], 1.0), max(self.mean[3], 1.0)
-        r = np.diag(_size_std(w, h, STD_POSITION) ** 2)
-        hm = np.eye(4, 8)
-        s = hm @ self.covariance @ hm.T + r
-        gain = np.linalg.solve(s, hm @ self.covariance).T  # (8, 4); s is symmetric
-        self.mean = self.mean + gain @ (z - hm @ self.mean)
-        self.covariance = self.covariance - gain @ s @ gain.T
+        s = self._pp + (STD_POSITION * _size(self.mean)) ** 2  # innovation variance
+        k_p, k_v = self._pp / s, self._pv / s  # Kalman gains
+        y = z - self.mean[:4]
+        self.mean[:4] += k_p * y
+        self.mean[4:] += k_v * y
+        self._pp, self._pv, self._vv = (self._pp - self._pp * k_p, self._pv - self._pv * k_p,
+                                        self._vv - self._pv * k_v)
 
     def rescale(self, sx: float, sy: float) -> None:
         """Follow a change of image resolution (x scaled by sx, y by sy)."""
-        s = np.array([sx, sy, sx, sy] * 2, np.float64)
-        self.mean = self.mean * s
-        self.covariance = self.covariance * np.outer(s, s)
+        s = np.array([sx, sy, sx, sy], np.float64)
+        self.mean = self.mean * np.tile(s, 2)
+        self._pp, self._pv, self._vv = self._pp * s * s, self._pv * s * s, self._vv * s * s
 
     @property
     def box(self) -> np.ndarray:

@@ -16,7 +16,6 @@ import logging
 from typing import Mapping
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from posekit.ops.boxes import box_iou
 from posekit.ops.oks import oks
@@ -69,6 +68,9 @@ def hota(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, f
 
     frames: per frame (gt ids (G,), pred ids (P,), similarity (G, P) in [0, 1]).
     """
+    from posekit.extras import require
+
+    linear_sum_assignment = require("scipy.optimize", "HOTA").linear_sum_assignment  # TrackEval's solver
     alphas = HOTA_ALPHAS
     n = len(alphas)
     tp, fn, fp, loc = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
@@ -147,10 +149,9 @@ def evaluate_tracking(gt: Mapping[int, Poses], pred: Mapping[int, Poses], *, mat
     returns    MOTA, MOTP (mean similarity of matches), IDF1, IDP, IDR, ID switches,
                fragmentations, precision, recall, counts, and the HOTA family
     """
-    try:
-        import motmetrics as mm
-    except ImportError as exc:
-        raise ImportError(f"tracking metrics need motmetrics ({exc}): pip install 'posekit[track]'") from exc
+    from posekit.extras import require
+
+    mm = require("motmetrics", "tracking metrics")
 
     if match not in MATCHES:
         raise ValueError(f"expected match 'iou' or 'oks', got {match!r}")

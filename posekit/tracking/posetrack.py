@@ -127,17 +127,25 @@ def frame_record(frame: int, poses: Poses, *, timestamp: float | None = None,
 
 
 def read_tracks(path: str | os.PathLike) -> dict[int, Poses]:
-    """Read PoseTrack JSON or our JSON Lines into {frame index: tracked Poses}.
+    """Read PoseTrack JSON, our JSON Lines or MOTChallenge text into {frame index: tracked Poses}.
 
     PoseTrack frames are numbered by their position among the file's images sorted by frame_id
     (or id); unlabelled images (is_labeled false) are left out, so they are not scored.
+    MOTChallenge text (`posekit.tracking.mot`): frame f (1-based) is frame index f - 1, as in
+    our JSON Lines; a file named gt*.txt is read as ground truth (conf-0 rows ignored).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected PoseTrack JSON or JSON Lines)")
     text = path.read_text(encoding="utf-8")
     if not text.strip():
-        raise ValueError(f"{path}: the file is empty (expected PoseTrack JSON or JSON Lines)")
+        if path.suffix == ".txt":  # MOTChallenge results of a video where nobody was tracked
+            return {}
+        raise ValueError(f"{path}: the file is empty (expected PoseTrack JSON, JSON Lines or MOT text)")
+    from posekit.tracking.mot import looks_like_mot, read_mot
+
+    if looks_like_mot(text):
+        return read_mot(path)
     if path.suffix in (".jsonl", ".ndjson"):
         return _read_jsonl(path, text)
     try:

@@ -1,6 +1,6 @@
 """Track the people of a video or camera end to end: pose estimation on every frame, then
-`PoseTracker`, then per-frame JSON Lines, PoseTrack JSON and a rendered video with a stable
-colour per track ID and a short trail behind each person.
+`PoseTracker`, then per-frame JSON Lines, PoseTrack JSON, MOTChallenge text (any of the three)
+and a rendered video with a stable colour per track ID and a short trail behind each person.
 
 Every output is written under a temporary name and renamed when the video ends, however it
 ends: at its last frame, at --max-frames, on Ctrl-C/SIGTERM or an error (truncated file), the
@@ -24,10 +24,13 @@ import numpy as np
 from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
 from posekit.schema import frame_record
+from posekit.tracking.mot import MotWriter
 from posekit.tracking.posetrack import PoseTrackWriter
 from posekit.tracking.tracker import PoseTracker
 
 logger = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "posetrack", "mot")
 
 
 @dataclass
@@ -37,11 +40,17 @@ class TrackResult:
     source: str
     frames: int
     tracks: int  # distinct track IDs reported
-    jsonl: Path
-    posetrack: Path
+    jsonl: Path | None
+    posetrack: Path | None
     video: Path | None
     resolution_changes: int = 0
+    mot: Path | None = None
+    detections: Path | None = None
     codec: str | None = None  # the render's codec ("h264", "mp4v")
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.jsonl, self.posetrack, self.mot, self.detections, self.video) if p]
 
 
 class Trails:
@@ -86,13 +95,16 @@ class Trails:
 
 def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any, tracker: PoseTracker | None = None,
                 render: bool = True, trail: int = 20, fps: float | None = None, stem: str | None = None,
-                vid_id: int = 0, max_frames: int | None = None, vis_threshold: float = 0.0,
-                progress: bool = False) -> TrackResult:
+                vid_id: int = 0, max_frames: int | None = None, formats: tuple[str, ...] = ("jsonl", "posetrack"),
+                save_detections: bool = False, vis_threshold: float = 0.0, progress: bool = False) -> TrackResult:
     """Estimate and track every person in a video file or camera (an int index).
 
     estimator: a `posekit.PoseEstimator` (anything with ``stream(images) -> iterator of Poses``)
     tracker:   a `PoseTracker` (a fresh default one when None; it is reset first)
-    out_dir:   receives <stem>.jsonl, <stem>.posetrack.json and, when `render`, <stem>.mp4
+    out_dir:   receives <stem>.jsonl, <stem>.posetrack.json, <stem>.txt (as `formats` asks: "jsonl",
+               "posetrack", "mot" for MOTChallenge results), <stem>.detections.npz when
+               `save_detections` (every frame's untracked poses, for `posekit.tracking.detections`)
+               and, when `render`, <stem>.mp4
     fps:       frame rate for timestamps and the rendered video (default: the file's own rate for
                the render, the container's timestamps for the records)
     max_frames: stop after this many frames (for cameras, which never end by themselves)
@@ -115,7 +127,14 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     size: tuple[int, int] | None = None
     first_size: tuple[int, int] | None = None
     changes = 0
-    jsonl_path, posetrack_path = out_dir / f"{stem}.jsonl", out_dir / f"{stem}.posetrack.json"
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise ValueError(f"expected formats among {', '.join(FORMATS)}, got {', '.join(formats) or 'none'}")
+    jsonl_path = out_dir / f"{stem}.jsonl" if "jsonl" in formats else None
+    posetrack_path = out_dir / f"{stem}.posetrack.json" if "posetrack" in formats else None
+    mot_path = out_dir / f"{stem}.txt" if "mot" in formats else None
+    detections_path = out_dir / f"{stem}.detections.npz" if save_detections else None
+    detections: list[Poses] = []
     video_path = out_dir / f"{stem}.mp4" if render else None
     frames = 0
     codec = None
@@ -124,7 +143,8 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
         tracker = tracker or PoseTracker(frame_rate=rate)
         tracker.reset()
         bar = _progress(progress, reader, max_frames)
-        posetrack = PoseTrackWriter(posetrack_path, vid_id=vid_id)
+        posetrack = PoseTrackWriter(posetrack_path, vid_id=vid_id) if posetrack_path else None
+        mot = MotWriter(mot_path).__enter__() if mot_path else None
         render_to = VideoSink(video_path, fps=rate) if render else contextlib.nullcontext()
         pending: deque = deque()
 
@@ -136,9 +156,13 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
         stream = estimator.stream(images())
         try:
             # The render closes before the JSON files; each keeps the frames done however this ends.
-            with JsonLinesWriter(jsonl_path) as jsonl, render_to as sink:
+            with contextlib.ExitStack() as stack:
+                jsonl = stack.enter_context(JsonLinesWriter(jsonl_path)) if jsonl_path else None
+                sink = stack.enter_context(render_to)
                 try:
                     for poses in stream:
+                        if save_detections:
+                            detections.append(poses)
                         frame = pending.popleft()
                         image = frame.image
                         h, w = image.shape[:2]
@@ -153,9 +177,13 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                         tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
                         ids.update(tracked.track_ids.tolist())
                         file_name = f"{name}/{frames:06d}.jpg"
-                        jsonl.write(frame_record(frames, tracked, source=frame.source, timestamp=timestamp,
-                                                 image_size=size, file_name=file_name))
-                        posetrack.add(tracked, file_name=file_name, image_size=size)
+                        if jsonl is not None:
+                            jsonl.write(frame_record(frames, tracked, source=frame.source, timestamp=timestamp,
+                                                     image_size=size, file_name=file_name))
+                        if posetrack is not None:
+                            posetrack.add(tracked, file_name=file_name, image_size=size)
+                        if mot is not None:
+                            mot.add(frames, tracked)
                         if sink is not None:
                             sink.write(_render(image, tracked, trails, first_size, vis_threshold))
                         frames += 1
@@ -165,10 +193,20 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                     bar.close()
                     codec = getattr(sink, "codec", None)
         finally:
-            if frames:
+            if posetrack is not None and frames:
                 _keep(posetrack)
+            if mot is not None:  # the rows of the frames done are kept, as by the writers above
+                if frames:
+                    mot.__exit__(None, None, None)
+                else:  # deletes its temporary
+                    mot.__exit__(ValueError, ValueError("no frame"), None)
+            if save_detections and frames:
+                from posekit.tracking.detections import save_detections as write_detections
+
+                write_detections(detections_path, detections, source=source, fps=rate)
     logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
-    return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes, codec)
+    return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes,
+                       mot=mot_path, detections=detections_path, codec=codec)
 
 
 def _keep(posetrack: PoseTrackWriter) -> None:
