@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.json"
 IMAGES_NAME = "results.images.json"  # results.json's image ids: a COCO file pycocotools' loadRes takes
-# Renders draw people whose detector box score reaches this: the default equals the tracker's
-# --track-high, so `infer` and `track` draw the same people of a video.
-VIS_THRESHOLD = 0.3
+# Renders draw people whose detector box score reaches this: the default is the score a new
+# track needs (PoseTracker's new_track_score, `track --track-birth`), so `infer` and `track` draw
+# the same people of a video once tracks have started.
+VIS_THRESHOLD = 0.5
 
 
 @dataclass

@@ -36,10 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results.json, <video>.jsonl and renders")
     p.add_argument("--ann", metavar="JSON", help="COCO annotation file: take each image's image_id from it")
     p.add_argument("--no-vis", action="store_true", help="do not write rendered images and videos")
-    p.add_argument("--vis-threshold", type=unit_interval, default=0.3, metavar="SCORE",
+    p.add_argument("--vis-threshold", type=unit_interval, default=0.5, metavar="SCORE",
                    help="renders draw people whose detector box score is at least this (default %(default)s, "
-                        "the tracker's --track-high, so infer and track draw the same people; results.json "
-                        "and the JSON Lines keep everyone found)")
+                        "the score a new track needs in `posekit track` (--track-birth), so infer and track "
+                        "draw the same people; results.json and the JSON Lines keep everyone found)")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each video or camera after N frames")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out: inputs its journal lists as done are skipped")

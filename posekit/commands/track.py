@@ -12,7 +12,7 @@ README), with the container's timestamps. Existing outputs are not replaced with
 Who is drawn: a person is reported (and drawn) once the tracker has matched them --min-hits
 times, a track starting only from a box scoring --track-high or more in the first frame and
 --track-birth or more after it; the render also leaves out boxes scoring under --vis-threshold
-(default 0.3, as `posekit infer` does, so both draw the same people once tracks have started).
+(default 0.5, as `posekit infer` does, so both draw the same people once tracks have started).
 
 A digit names a camera (stop it with --max-frames, Ctrl-C or SIGTERM). Each output is renamed
 into place when its video ends, also on Ctrl-C, SIGTERM or an error, holding every frame done;
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write <name>.detections.npz: every frame's poses before tracking, to replay "
                         "into a tracker without the models (posekit.tracking.detections)")
     p.add_argument("--no-video", action="store_true", help="skip the rendered video")
-    p.add_argument("--vis-threshold", type=unit_interval, default=0.3, metavar="SCORE",
+    p.add_argument("--vis-threshold", type=unit_interval, default=0.5, metavar="SCORE",
                    help="the render leaves out people whose detector box score is below this (default "
                         "%(default)s, as in `posekit infer`); the JSON files keep every tracked person")
     p.add_argument("--trail", type=non_negative_int, default=20, help="trail length in frames (default 20)")
