@@ -170,6 +170,9 @@ def cached_artefact(request: BuildRequest, libraries: Sequence[str], filename: s
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700: a shared cache must be readable by its other users
         make(tmp / filename)
         if not (tmp / filename).is_file():
             raise RuntimeError(f"building {request} wrote no {filename}")

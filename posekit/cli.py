@@ -25,6 +25,82 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# -- argument types that check their range when the command line is parsed ---------------------
+
+
+def _number(text: str, kind: type, what: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and value != value:  # NaN
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A float in [0, 1] (a score threshold)."""
+    value = _number(text, float, "a number from 0 to 1")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count of frames, workers, crops)."""
+    value = _number(text, int, "a whole number >= 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int, "a whole number >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite float > 0 (a frame rate)."""
+    value = _number(text, float, "a number > 0")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def check_device(device: str) -> None:
+    """A one-line ValueError for a CUDA device this machine does not have (checked before any
+    model is built)."""
+    if not device.startswith("cuda"):
+        if device != "cpu":
+            raise ValueError(f"--device {device}: expected cpu, cuda or cuda:N")
+        return
+    index = device.partition(":")[2]
+    if index and not index.isdigit():
+        raise ValueError(f"--device {device}: expected cpu, cuda or cuda:N")
+    count = _cuda_devices()
+    if count == 0:
+        raise ValueError(f"--device {device}: no CUDA device here (no NVIDIA driver or no CUDA build of "
+                         f"torch/onnxruntime); use --device cpu")
+    if index and int(index) >= count:
+        raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+
+
+def _cuda_devices() -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    try:
+        import onnxruntime
+    except ImportError:
+        return 0
+    return 1 if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posekit",
@@ -60,12 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from posekit.journal import exit_code, interrupt_name, signals_as_interrupts
+
     try:
-        return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError, ImportError, RuntimeError, KeyError) as exc:
+        with signals_as_interrupts():
+            return int(args._run(args) or 0)
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM/SIGHUP (posekit.journal.Terminated)
+        print(f"posekit {args.command}: interrupted by {interrupt_name(exc)}", file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # a read-only or full disk, a folder named like a file, an unwritable cache
+        if args.verbose >= 2:
+            raise
+        from posekit.io import describe_os_error
+
+        print(f"posekit {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except (ValueError, ImportError, RuntimeError, KeyError) as exc:
         if args.verbose >= 2:
             raise
         print(f"posekit {args.command}: error: {exc}", file=sys.stderr)

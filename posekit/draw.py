@@ -21,8 +21,10 @@ def track_colour(track_id: int | None) -> tuple[int, int, int]:
 
 
 def draw_poses(image: np.ndarray, poses: Poses, keypoint_threshold: float = 0.3, boxes: bool = True,
-               skeleton: tuple[tuple[int, int], ...] = COCO_SKELETON, copy: bool = True) -> np.ndarray:
-    """Draw every person of `poses` on an (H, W, 3) uint8 BGR image; returns the drawn image.
+               skeleton: tuple[tuple[int, int], ...] = COCO_SKELETON, copy: bool = True,
+               min_box_score: float = 0.0) -> np.ndarray:
+    """Draw the people of `poses` whose detector box score reaches `min_box_score` on an
+    (H, W, 3) uint8 BGR image; returns the drawn image.
 
     Keypoints scoring at or below `keypoint_threshold` and the limbs touching them are left out.
     copy=False draws in place.
@@ -32,6 +34,8 @@ def draw_poses(image: np.ndarray, poses: Poses, keypoint_threshold: float = 0.3,
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
     canvas = image.copy() if copy else image
+    if min_box_score > 0 and len(poses):
+        poses = poses[poses.box_scores >= min_box_score]
     thickness = max(1, int(round(max(image.shape[:2]) / 400)))
     for i in range(len(poses)):
         colour = track_colour(None if poses.track_ids is None else poses.track_ids[i])

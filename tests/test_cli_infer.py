@@ -62,11 +62,13 @@ def test_infer_images_and_video(tmp_path):
         assert (k[:, 0] >= -1).all() and (k[:, 0] <= w + 1).all() and (k[:, 1] >= -1).all() and (k[:, 1] <= h + 1).all()
         assert coco.imgs[r["image_id"]]["file_name"] == r["file_name"]
 
-    lines = [json.loads(l) for l in (out / "demo.jsonl").read_text().splitlines()]
+    from posekit.schema import read_frame_records
+
+    lines = read_frame_records(out / "demo.jsonl")  # validated against the one schema
     assert [l["frame"] for l in lines] == [0, 1, 2, 3, 4]
-    assert all(len(l["people"]) >= 5 for l in lines)  # a crowded street
+    assert all(len(l["poses"]) >= 5 for l in lines)  # a crowded street
     for line in lines:
-        k = np.array([p["keypoints"] for p in line["people"]]).reshape(-1, 17, 3)
+        k = np.array([p["keypoints"] for p in line["poses"]]).reshape(-1, 17, 2)
         assert (k[..., 0] >= -1).all() and (k[..., 0] <= 961).all() and (k[..., 1] <= 541).all()
 
     rendered = list(iter_video(str(out / "vis" / "demo.mp4")))
@@ -103,8 +105,11 @@ def test_infer_each_input_alone(kind, tmp_path, estimator):
     if not works:
         assert str(path) in summary.failures[0]
     written = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
-    # A failed image still leaves a complete (empty) results.json; a failed video leaves nothing.
-    expected = [] if kind == "truncated_video" else ["results.json", path.name] if works else ["results.json"]
+    # A failed image still leaves a complete (empty) results.json and the journal to --resume
+    # from; a video that cannot be opened leaves only the journal naming it.
+    results = ["results.json", "results.images.json"]
+    expected = (["results.journal.jsonl"] if kind == "truncated_video" else [*results, path.name] if works
+                else [*results, "results.journal.jsonl"])
     assert written == sorted(expected)
 
 

@@ -128,17 +128,22 @@ def test_writers_rename_into_place_with_usual_permissions(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "v.jsonl"]
 
 
-def test_video_sink_writes_a_readable_video_and_nothing_on_error(tmp_path):
+def test_video_sink_writes_a_readable_video_and_keeps_the_frames_done_on_error(tmp_path):
     frames = [f.image for f in iter_video(str(DEMO_VIDEO))]
     with VideoSink(tmp_path / "ok.mp4", fps=5) as sink:
         for frame in frames:
             sink.write(frame)
     assert len(list(iter_video(str(tmp_path / "ok.mp4")))) == 5
-    with pytest.raises(RuntimeError):
-        with VideoSink(tmp_path / "bad.mp4", fps=5) as sink:
+    with pytest.raises(RuntimeError):  # an error after two frames: a playable video of two frames
+        with VideoSink(tmp_path / "cut.mp4", fps=5) as sink:
             sink.write(frames[0])
+            sink.write(frames[1])
             raise RuntimeError("interrupted")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.mp4"]
+    assert len(list(iter_video(str(tmp_path / "cut.mp4")))) == 2
+    with pytest.raises(RuntimeError):  # an error before any frame: no file at all
+        with VideoSink(tmp_path / "none.mp4", fps=5):
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "ok.mp4"]
 
 
 def test_poses_to_coco_layout():

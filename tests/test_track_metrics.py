@@ -139,16 +139,20 @@ def test_posetrack_round_trip(scene_files):
             np.testing.assert_allclose(back[t].keypoints, reference[t].keypoints, atol=0.01)
 
 
-def test_writers_leave_nothing_behind_on_failure(tmp_path):
+def test_writers_on_failure_keep_only_whole_records(tmp_path):
     with pytest.raises(RuntimeError):
         with PoseTrackWriter(tmp_path / "a.json") as w:
             w.add(frame([A], [1]))
             raise RuntimeError("the video broke")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # JSON Lines keep the frames done (posekit.io: nothing lost)
         with JsonLinesWriter(tmp_path / "a.jsonl") as w:
             w.write(frame_record(0, frame([A], [1])))
             raise RuntimeError("the video broke")
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):  # and a file with no frame is not left behind
+        with JsonLinesWriter(tmp_path / "b.jsonl"):
+            raise RuntimeError("the video broke")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]
+    assert [t.track_ids.tolist() for t in read_tracks(tmp_path / "a.jsonl").values()] == [[1]]
 
 
 def test_writers_rename_into_place_with_usual_permissions(tmp_path):

@@ -102,7 +102,7 @@ def test_infer_track_matches_track(demo_tracked, tmp_path):
     r = _cli("infer", str(DEMO_VIDEO), "--track", "--out", str(tmp_path), "--no-vis")
     assert r.returncode == 0, r.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
-    assert len(records) == 5 and all("track_id" in p for rec in records for p in rec["people"])
+    assert len(records) == 5 and all("track_id" in p for rec in records for p in rec["poses"])
     r = _cli("eval-track", "--gt", str(out / "demo.jsonl"), "--pred", str(tmp_path / "demo.jsonl"),
              "--json", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr

@@ -1,17 +1,25 @@
 """Find every person's 17 keypoints in images and videos.
 
-Inputs are image files, folders (searched recursively), glob patterns ("photos/**/*.jpg") and
-video files; a bare number is a camera index. Results go to --out:
+Inputs are image files, folders (searched recursively, following links but never round a link
+loop), glob patterns ("photos/**/*.jpg") and video files; a bare number is a camera index.
+Results go to --out:
 
-  DIR/results.json        every image's people, COCO keypoint results format
-  DIR/<video>.jsonl       one line per video frame
-  DIR/vis/...             rendered images and videos (skip with --no-vis)
+  DIR/results.json          every image's people, COCO keypoint results format
+  DIR/results.images.json   the image_id of each image (a COCO file: COCO(it).loadRes(results.json))
+  DIR/<video>.jsonl         one line per video frame (schema posekit.frame/1, see the README)
+  DIR/vis/...               rendered images and videos (skip with --no-vis); people scoring
+                            whose box score is below --vis-threshold are not drawn (the
+                            results keep everyone)
 
 Outputs take the input's file name; inputs that share one (day1/img.jpg, day2/img.jpg) keep the
-path below the folder they share.
+path below the folder they share. Existing outputs are not replaced without --overwrite.
 
-An input that cannot be read is named in a warning and counted as a failure; the others are
-still processed, and the exit code is 1 when any input failed.
+Nothing finished is lost: each image is recorded in DIR/results.journal.jsonl as it is done, and
+results.json is written at the end and also on Ctrl-C, SIGTERM, a full disk or an error, with
+every image finished; --resume then continues without redoing them. An input that cannot be
+read (or whose render cannot be written) is named in a warning and counted as a failure; the
+others are still processed, and the exit code is 1 when any input failed (130/143 when stopped
+by SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -22,22 +30,32 @@ from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backen
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from posekit.cli import positive_int, unit_interval
+
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder, glob pattern, video, or camera index")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for results.json, <video>.jsonl and renders")
     p.add_argument("--ann", metavar="JSON", help="COCO annotation file: take each image's image_id from it")
     p.add_argument("--no-vis", action="store_true", help="do not write rendered images and videos")
+    p.add_argument("--vis-threshold", type=unit_interval, default=0.5, metavar="SCORE",
+                   help="renders draw people whose detector box score is at least this (default %(default)s, "
+                        "the score a new track needs in `posekit track` (--track-birth), so infer and track "
+                        "draw the same people; results.json and the JSON Lines keep everyone found)")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each video or camera after N frames")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: inputs its journal lists as done are skipped")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
     add_backend_arguments(p)
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--batch", type=positive_int, default=None,
                    help="most person crops per pose-model call (default: 2 on the CPU, where bigger batches are slower, 32 on a GPU)")
-    p.add_argument("--det-threshold", type=float, default=None, help=DET_THRESHOLD_HELP)
-    p.add_argument("--oks-threshold", type=float, default=0.8,
-                   help="pose NMS: drop a person whose OKS with a better one exceeds this; 0 turns it off (default %(default)s)")
-    p.add_argument("--min-score", type=float, default=0.0,
+    p.add_argument("--det-threshold", type=unit_interval, default=None, help=DET_THRESHOLD_HELP)
+    p.add_argument("--oks-threshold", type=unit_interval, default=0.8,
+                   help="pose NMS: drop a person whose OKS with a better one exceeds this, 0 to 1; 0 turns it off (default %(default)s)")
+    p.add_argument("--min-score", type=unit_interval, default=0.0,
                    help="drop people whose person score (box x mean keypoint score) is below this (default %(default)s)")
-    p.add_argument("--workers", type=int, default=3, help="threads running frames at once (default %(default)s)")
+    p.add_argument("--workers", type=positive_int, default=3, help="threads running frames at once (default %(default)s)")
     p.add_argument("--track", action="store_true",
                    help="track people through each video: a track_id per person, one colour per ID")
     from posekit.commands.track import add_tracker_arguments
@@ -48,15 +66,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from functools import partial
 
+    from posekit.cli import check_device
     from posekit.commands import make_estimator
     from posekit.commands.track import make_tracker
     from posekit.infer import infer
+    from posekit.io import check_out
+    from posekit.journal import exit_code
 
-    # made before anything is written, so a refused backend leaves no output folder behind
+    if args.resume and args.overwrite:
+        raise ValueError("--resume keeps the finished outputs and --overwrite replaces them: give one")
+    check_device(args.device)
+    check_out(args.out)  # a read-only or file --out fails here, in one line, before any model is built
+    # made before anything is written, so a refused backend leaves no outputs behind
     estimator = make_estimator(args, batch=args.batch, det_score_threshold=args.det_threshold,
                                oks_threshold=args.oks_threshold or None, min_score=args.min_score,
                                workers=args.workers)
     summary = infer(args.inputs, args.out, ann=args.ann, vis=not args.no_vis, estimator=estimator,
-                    progress=True, tracker=partial(make_tracker, args) if args.track else None)
-    print(summary.text())
+                    progress=True, tracker=partial(make_tracker, args) if args.track else None,
+                    max_frames=args.max_frames, vis_threshold=args.vis_threshold, resume=args.resume,
+                    overwrite=args.overwrite)
+    print(summary.text(), flush=True)
+    if summary.interrupted:
+        from posekit.journal import Terminated
+        import signal
+
+        return exit_code(KeyboardInterrupt() if summary.interrupted == "SIGINT"
+                         else Terminated(getattr(signal, summary.interrupted)))
     return 1 if summary.failures else 0

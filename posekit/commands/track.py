@@ -6,8 +6,18 @@
                           1-based frames), what MOT benchmarks and `posekit eval-track` score
   <name>.mp4              the video drawn with one colour per track ID and short trails
 
-A digit names a camera (stop with --max-frames or Ctrl-C). Each output appears only once its
-video is done; a video that cannot be read leaves none and is reported, and the others go on.
+The JSON Lines records are the schema posekit.frame/1 that `posekit infer` writes too (see the
+README), with the container's timestamps. Existing outputs are not replaced without --overwrite.
+
+Who is drawn: a person is reported (and drawn) once the tracker has matched them --min-hits
+times, a track starting only from a box scoring --track-high or more in the first frame and
+--track-birth or more after it; the render also leaves out boxes scoring under --vis-threshold
+(default 0.5, as `posekit infer` does, so both draw the same people once tracks have started).
+
+A digit names a camera (stop it with --max-frames, Ctrl-C or SIGTERM). Each output is renamed
+into place when its video ends, also on Ctrl-C, SIGTERM or an error, holding every frame done;
+a video that cannot be read leaves none and is reported, and the others go on (exit code 1). A
+full disk stops the run, keeping what is finished.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backen
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from posekit.cli import non_negative_int, positive_float, positive_int, unit_interval
+
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, or a camera index such as 0")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the outputs")
     add_model_arguments(p)
@@ -29,20 +41,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write <name>.detections.npz: every frame's poses before tracking, to replay "
                         "into a tracker without the models (posekit.tracking.detections)")
     p.add_argument("--no-video", action="store_true", help="skip the rendered video")
-    p.add_argument("--trail", type=int, default=20, help="trail length in frames (default 20)")
-    p.add_argument("--fps", type=float, help="frame rate for timestamps and output (default: the video's)")
-    p.add_argument("--max-frames", type=int, help="stop each input after this many frames")
+    p.add_argument("--vis-threshold", type=unit_interval, default=0.5, metavar="SCORE",
+                   help="the render leaves out people whose detector box score is below this (default "
+                        "%(default)s, as in `posekit infer`); the JSON files keep every tracked person")
+    p.add_argument("--trail", type=non_negative_int, default=20, help="trail length in frames (default 20)")
+    p.add_argument("--fps", type=positive_float,
+                   help="frame rate for timestamps and output (default: the container's timestamps and rate)")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop each input after N frames")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    from posekit.cli import unit_interval
+
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     add_backend_arguments(p)
-    p.add_argument("--det-threshold", type=float, default=0.2,
+    p.add_argument("--det-threshold", type=unit_interval, default=0.2,
                    help="detector boxes scored below are dropped (default 0.2: the tracker's second "
                         "stage uses boxes between this and --track-high)")
-    p.add_argument("--oks-threshold", type=float, default=0.8,
+    p.add_argument("--oks-threshold", type=unit_interval, default=0.8,
                    help="pose NMS as in `posekit infer`: drop a person whose OKS with a better one "
                         "exceeds this; 0 turns it off (default 0.8)")
 
@@ -90,27 +109,70 @@ def make_tracker(args: argparse.Namespace, frame_rate: float = 30.0):
 
 def run(args: argparse.Namespace) -> int:
     import os
+    from pathlib import Path
 
-    from posekit.io import InputError, Source, output_names, video_fps
+    from posekit.cli import check_device
     from posekit.commands import make_estimator
+    from posekit.io import (InputError, OutputError, Source, check_out, describe_os_error, is_disk_full,
+                            output_names, prepare_out, remove_stale_parts, video_fps)
     from posekit.tracking.video import track_video
 
-    sources: list[str | int] = [int(v) if v.isdigit() else v for v in args.videos]
-    # distinct output names even when two folders hold a video of the same name
+    check_device(args.device)
+    check_out(args.out)
+    sources: list[str | int] = [int(v) if v.isdigit() and not os.path.exists(v) else v for v in args.videos]
+    # distinct output names even when two folders hold a video of the same name, or one folder
+    # holds clip.mp4 and clip.avi
     inputs = [Source("camera" if isinstance(s, int) else "video", str(s)) for s in sources]
+    stems = [os.path.splitext(n)[0] if not isinstance(s, int) else n for s, n in zip(sources, output_names(inputs))]
+    out = Path(args.out)
+
+    def planned(stem: str) -> list[Path]:
+        suffixes = {"jsonl": ".jsonl", "posetrack": ".posetrack.json", "mot": ".txt"}
+        paths = [out / f"{stem}{suffixes[f]}" for f in args.format]
+        if args.save_detections:
+            paths.append(out / f"{stem}.detections.npz")
+        return paths if args.no_video else [*paths, out / f"{stem}.mp4"]
+
+    if not args.overwrite:
+        existing = [p for stem in stems for p in planned(stem) if p.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise OutputError(f"{existing[0]}: already exists{more}; pass --overwrite to replace it")
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
+    prepare_out(out)
+    remove_stale_parts(out)
     failed = 0
-    for vid_id, (source, name) in enumerate(zip(sources, output_names(inputs))):
+    for vid_id, (source, stem) in enumerate(zip(sources, stems)):
         try:
-            fps = args.fps or video_fps(source, default=30.0)
-            result = track_video(source, args.out, estimator=estimator, tracker=make_tracker(args, fps),
-                                 render=not args.no_video, trail=args.trail, fps=fps, vid_id=vid_id,
-                                 max_frames=args.max_frames, stem=os.path.splitext(name)[0],
-                                 formats=args.format, save_detections=args.save_detections)
-        except (InputError, FileNotFoundError) as exc:
+            rate = args.fps or video_fps(source, default=30.0)  # the tracker's frame rate (its buffers)
+            result = track_video(source, out, estimator=estimator, tracker=make_tracker(args, rate),
+                                 render=not args.no_video, trail=args.trail, fps=args.fps, vid_id=vid_id,
+                                 max_frames=args.max_frames, stem=stem, formats=args.format,
+                                 save_detections=args.save_detections, vis_threshold=args.vis_threshold,
+                                 progress=True)
+        except KeyboardInterrupt:
+            _kept(source, planned(stem), "interrupted")
+            raise
+        except (InputError, FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
             failed += 1
-            print(f"posekit track: error: {exc}", file=sys.stderr, flush=True)
+            message = describe_os_error(exc) if isinstance(exc, OSError) and exc.errno else str(exc)
+            print(f"posekit track: error: {message}", file=sys.stderr, flush=True)
+            _kept(source, planned(stem), "failed")
+            if is_disk_full(exc):
+                print("posekit track: stopping: the disk is full", file=sys.stderr, flush=True)
+                break
             continue
         outputs = ", ".join(str(p) for p in result.outputs)
         print(f"{result.source}: {result.frames} frames, {result.tracks} tracks -> {outputs}", flush=True)
+    if not args.no_video:
+        t = make_tracker(args)
+        print(f"renders draw tracked people (a track starts at score >= --track-high {t.high_score:g} in the first "
+              f"frame, --track-birth {t.new_track_score:g} after it, and is shown after --min-hits {t.min_hits} "
+              f"matches) whose box score is >= --vis-threshold {args.vis_threshold:g}", flush=True)
     return 1 if failed else 0
+
+
+def _kept(source: object, paths: list, why: str) -> None:
+    kept = [str(p) for p in paths if p.exists()]
+    if kept:
+        print(f"{source}: {why}; kept the frames done in {', '.join(kept)}", flush=True)

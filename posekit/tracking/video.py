@@ -2,8 +2,11 @@
 `PoseTracker`, then per-frame JSON Lines, PoseTrack JSON, MOTChallenge text (any of the three)
 and a rendered video with a stable colour per track ID and a short trail behind each person.
 
-Every output is written under a temporary name and renamed when the video is done, so a video
-that fails half-way (truncated, unreadable) leaves no output that looks complete.
+Every output is written under a temporary name and renamed when the video ends, however it
+ends: at its last frame, at --max-frames, on Ctrl-C/SIGTERM or an error (truncated file), the
+outputs hold every frame done and nothing half-written is left; a video with no frame leaves
+none. The JSON Lines follow `posekit.schema` (the same records as `posekit infer`), with the
+container's timestamps (variable frame rates too).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import numpy as np
 
 from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
+from posekit.schema import frame_record
 from posekit.tracking.mot import MotWriter
-from posekit.tracking.posetrack import PoseTrackWriter, frame_record
+from posekit.tracking.posetrack import PoseTrackWriter
 from posekit.tracking.tracker import PoseTracker
 
 logger = logging.getLogger(__name__)
@@ -42,6 +46,7 @@ class TrackResult:
     resolution_changes: int = 0
     mot: Path | None = None
     detections: Path | None = None
+    codec: str | None = None  # the render's codec ("h264", "mp4v")
 
     @property
     def outputs(self) -> list[Path]:
@@ -88,18 +93,10 @@ class Trails:
         return image
 
 
-def _frames(source: str | int, pending: deque) -> Iterator[np.ndarray]:
-    from posekit.io import iter_video
-
-    for frame in iter_video(source):
-        pending.append(frame.image)
-        yield frame.image
-
-
 def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any, tracker: PoseTracker | None = None,
                 render: bool = True, trail: int = 20, fps: float | None = None, stem: str | None = None,
                 vid_id: int = 0, max_frames: int | None = None, formats: tuple[str, ...] = ("jsonl", "posetrack"),
-                save_detections: bool = False) -> TrackResult:
+                save_detections: bool = False, vis_threshold: float = 0.0, progress: bool = False) -> TrackResult:
     """Estimate and track every person in a video file or camera (an int index).
 
     estimator: a `posekit.PoseEstimator` (anything with ``stream(images) -> iterator of Poses``)
@@ -108,24 +105,23 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                "posetrack", "mot" for MOTChallenge results), <stem>.detections.npz when
                `save_detections` (every frame's untracked poses, for `posekit.tracking.detections`)
                and, when `render`, <stem>.mp4
-    fps:       frame rate for timestamps and the rendered video (default: the file's own)
+    fps:       frame rate for timestamps and the rendered video (default: the file's own rate for
+               the render, the container's timestamps for the records)
     max_frames: stop after this many frames (for cameras, which never end by themselves)
-    Raises `posekit.io.InputError` for a missing, empty (0 frames) or truncated video, after
-    removing the partial outputs.
+    vis_threshold: the render draws tracked people whose detector box score reaches it
+    progress:  a per-frame progress bar on stderr
+    Raises `posekit.io.InputError` for a missing, empty (0 frames) or truncated video; the
+    outputs then hold the frames decoded before the problem (none when there were none). An
+    interrupt (KeyboardInterrupt, posekit.journal.Terminated) passes through likewise, after
+    the outputs are completed with every frame done.
     """
-    from posekit.io import VideoSink, video_fps
+    from posekit.io import InputError, VideoReader, VideoSink
 
     out_dir = Path(out_dir)
     name = f"camera{source}" if isinstance(source, int) else Path(source).stem
     stem = stem or name
     if not isinstance(source, int) and not Path(source).is_file():
-        from posekit.io import InputError
-
         raise InputError(f"{source}: no such file (expected a video)")
-    fps = float(fps) if fps else video_fps(source, default=30.0)
-    tracker = tracker or PoseTracker(frame_rate=fps)
-    tracker.reset()
-    pending: deque = deque()
     ids: set[int] = set()
     trails = Trails(trail)
     size: tuple[int, int] | None = None
@@ -141,55 +137,117 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     detections: list[Poses] = []
     video_path = out_dir / f"{stem}.mp4" if render else None
     frames = 0
-    # The render closes (or, on an error, deletes its temporary) before the JSON files do.
-    render_to = VideoSink(video_path, fps=fps) if render else contextlib.nullcontext()
-    with contextlib.ExitStack() as stack:
-        jsonl = stack.enter_context(JsonLinesWriter(jsonl_path)) if jsonl_path else None
-        posetrack = stack.enter_context(PoseTrackWriter(posetrack_path, vid_id=vid_id)) if posetrack_path else None
-        mot = stack.enter_context(MotWriter(mot_path)) if mot_path else None
-        sink = stack.enter_context(render_to)
-        for poses in estimator.stream(_frames(source, pending)):
-            if save_detections:
-                detections.append(poses)
-            image = pending.popleft()
-            h, w = image.shape[:2]
-            if size is not None and (w, h) != size:
-                changes += 1
-                logger.warning("%s: frame %d is %dx%d, earlier frames %dx%d; rescaling the tracks",
-                               source, frames, w, h, *size)
-                trails.rescale(w / size[0], h / size[1])
-            size = (w, h)
-            first_size = first_size or size
-            timestamp = frames / fps
-            tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
-            ids.update(tracked.track_ids.tolist())
-            file_name = f"{name}/{frames:06d}.jpg"
-            if jsonl is not None:
-                jsonl.write(frame_record(frames, tracked, timestamp=timestamp, image_size=size,
-                                         file_name=file_name))
-            if posetrack is not None:
-                posetrack.add(tracked, file_name=file_name, image_size=size)
-            if mot is not None:
-                mot.add(frames, tracked)
-            if sink is not None:
-                sink.write(_render(image, tracked, trails, first_size))
-            frames += 1
-            if max_frames is not None and frames >= max_frames:
-                break
-        if save_detections:  # inside the stack: written only when every other output is
-            from posekit.tracking.detections import save_detections as write_detections
+    codec = None
+    with VideoReader(source, max_frames) as reader:
+        rate = float(fps) if fps else (reader.fps or 30.0)
+        tracker = tracker or PoseTracker(frame_rate=rate)
+        tracker.reset()
+        bar = _progress(progress, reader, max_frames)
+        posetrack = PoseTrackWriter(posetrack_path, vid_id=vid_id) if posetrack_path else None
+        mot = MotWriter(mot_path).__enter__() if mot_path else None
+        render_to = VideoSink(video_path, fps=rate) if render else contextlib.nullcontext()
+        pending: deque = deque()
 
-            write_detections(detections_path, detections, source=source, fps=fps)
+        def images() -> Iterator[np.ndarray]:
+            for frame in reader:
+                pending.append(frame)
+                yield frame.image
+
+        stream = estimator.stream(images())
+        try:
+            # The render closes before the JSON files; each keeps the frames done however this ends.
+            with contextlib.ExitStack() as stack:
+                jsonl = stack.enter_context(JsonLinesWriter(jsonl_path)) if jsonl_path else None
+                sink = stack.enter_context(render_to)
+                try:
+                    for poses in stream:
+                        if save_detections:
+                            detections.append(poses)
+                        frame = pending.popleft()
+                        image = frame.image
+                        h, w = image.shape[:2]
+                        if size is not None and (w, h) != size:
+                            changes += 1
+                            logger.warning("%s: frame %d is %dx%d, earlier frames %dx%d; rescaling the tracks",
+                                           source, frames, w, h, *size)
+                            trails.rescale(w / size[0], h / size[1])
+                        size = (w, h)
+                        first_size = first_size or size
+                        timestamp = frames / float(fps) if fps else frame.timestamp
+                        tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
+                        ids.update(tracked.track_ids.tolist())
+                        file_name = f"{name}/{frames:06d}.jpg"
+                        if jsonl is not None:
+                            jsonl.write(frame_record(frames, tracked, source=frame.source, timestamp=timestamp,
+                                                     image_size=size, file_name=file_name))
+                        if posetrack is not None:
+                            posetrack.add(tracked, file_name=file_name, image_size=size)
+                        if mot is not None:
+                            mot.add(frames, tracked)
+                        if sink is not None:
+                            sink.write(_render(image, tracked, trails, first_size, vis_threshold))
+                        frames += 1
+                        bar.update(1)
+                finally:
+                    stream.close()  # joins the estimator's threads before the files are closed
+                    bar.close()
+                    codec = getattr(sink, "codec", None)
+        finally:
+            if posetrack is not None and frames:
+                _keep(posetrack)
+            if mot is not None:  # the rows of the frames done are kept, as by the writers above
+                if frames:
+                    mot.__exit__(None, None, None)
+                else:  # deletes its temporary
+                    mot.__exit__(ValueError, ValueError("no frame"), None)
+            if save_detections and frames:
+                from posekit.tracking.detections import save_detections as write_detections
+
+                write_detections(detections_path, detections, source=source, fps=rate)
     logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
     return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes,
-                       mot=mot_path, detections=detections_path)
+                       mot=mot_path, detections=detections_path, codec=codec)
 
 
-def _render(image: np.ndarray, tracked: Poses, trails: Trails, size: tuple[int, int]) -> np.ndarray:
+def _keep(posetrack: PoseTrackWriter) -> None:
+    """Write the PoseTrack JSON of the frames done (atomically); when the video ended with an
+    error, failing to write it (a full disk) is logged and does not hide that error."""
+    import sys
+
+    from posekit.io import describe_os_error
+
+    failing = sys.exc_info()[1]
+    try:
+        posetrack.close()
+    except OSError as exc:
+        if failing is None:
+            raise
+        logger.error("%s: not written (%s)", posetrack.path, describe_os_error(exc))
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(enabled: bool, reader: Any, max_frames: int | None) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    total = min(reader.declared, max_frames or reader.declared) or None
+    return tqdm(total=total, unit="frame", desc=Path(reader.name).name, dynamic_ncols=True, mininterval=0.5)
+
+
+def _render(image: np.ndarray, tracked: Poses, trails: Trails, size: tuple[int, int],
+            vis_threshold: float = 0.0) -> np.ndarray:
     from posekit.draw import draw_poses
 
     trails.add(tracked)
-    canvas = draw_poses(image, tracked)
+    canvas = draw_poses(image, tracked, min_box_score=vis_threshold)
     trails.draw(canvas)
     if (canvas.shape[1], canvas.shape[0]) != size:  # one video file has one frame size
         import cv2
