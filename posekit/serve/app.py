@@ -117,7 +117,8 @@ def create_app(estimator: Any, limits: ServeLimits | None = None, description: s
             yield
         finally:
             log.info("draining %d images", batcher.in_flight)
-            await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+            drained = await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+            log.warning("posekit serve: stopped%s", "" if drained else " with images unfinished")
 
     app = fastapi.FastAPI(title="posekit", version=SCHEMA, lifespan=lifespan,
                           description="Multi-person 2D pose estimation. Answers follow " + SCHEMA)
