@@ -74,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
     limits = ServeLimits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_requests=args.max_requests, max_body_mb=args.max_body_mb, max_pixels=args.max_pixels,
                          max_images=args.max_images, workers=workers)
-    description = f"{args.det or 'default detector'} + {args.pose or 'default pose model'} on {args.backend} {args.device}"
+    from posekit import families, registry
+    from posekit.estimators import PIPELINE_BACKENDS
+
+    _, default_det, default_pose, _, _ = PIPELINE_BACKENDS[args.backend]
+    pose = registry.resolve(args.pose or default_pose)
+    models = pose.name if families.of(pose).kind == "bottom-up" else f"{args.det or default_det} + {pose.name}"
+    description = f"{models} on {args.backend} {args.device}"
     logging.getLogger(__name__).warning("posekit serve: %s on http://%s:%d", description, args.host, args.port)
     serve(estimator, host=args.host, port=args.port, limits=limits, description=description,
           graceful_timeout_s=args.graceful_timeout, access_log=args.access_log)

@@ -90,11 +90,12 @@ class _Metrics:
         self.images.inc(size)
 
 
-def create_app(estimator: Any, limits: ServeLimits | None = None, description: str = "") -> Any:
+def create_app(estimator: Any, limits: ServeLimits | None = None, description: str = "",
+               drain_timeout_s: float | None = None) -> Any:
     """The ASGI app serving `estimator` (anything with ``estimate_batch(images) -> list[Poses]``).
 
     The batcher starts with the app's lifespan and drains when it ends, so every request that was
-    admitted gets its answer before the process exits.
+    admitted gets its answer before the process exits (waiting at most `drain_timeout_s`; None: no limit).
     """
     fastapi = require("fastapi", "posekit serve")
     require("multipart", "posekit serve's multipart uploads")
@@ -117,7 +118,7 @@ def create_app(estimator: Any, limits: ServeLimits | None = None, description: s
             yield
         finally:
             log.info("draining %d images", batcher.in_flight)
-            drained = await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+            drained = await asyncio.get_running_loop().run_in_executor(None, batcher.close, drain_timeout_s)
             log.warning("posekit serve: stopped%s", "" if drained else " with images unfinished")
 
     app = fastapi.FastAPI(title="posekit", version=SCHEMA, lifespan=lifespan,
@@ -231,6 +232,6 @@ def serve(estimator: Any, host: str = "127.0.0.1", port: int = 8000, limits: Ser
           description: str = "", graceful_timeout_s: int = 30, access_log: bool = False) -> None:
     """Run the API until SIGINT/SIGTERM, then finish in-flight requests (up to `graceful_timeout_s`)."""
     uvicorn = require("uvicorn", "posekit serve")
-    app = create_app(estimator, limits, description)
+    app = create_app(estimator, limits, description, drain_timeout_s=graceful_timeout_s)
     uvicorn.run(app, host=host, port=port, log_level="info" if access_log else "warning", access_log=access_log,
                 timeout_graceful_shutdown=graceful_timeout_s, lifespan="on")
