@@ -208,6 +208,18 @@ def test_sigterm_finishes_requests_in_flight(shared_env, images, tmp_path):
         assert "posekit serve: stopped" in log and "unfinished" not in log and "Traceback" not in log, log[-2000:]
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--max-images", "10", "--max-queue", "5"], "max_images (10) must not exceed max_queue (5)"),
+    (["--max-batch", "0"], "'max_batch': 0"),
+    (["--max-body-mb", "0"], "max_body_mb"),
+])
+def test_bad_limits_are_refused_in_one_line(shared_env, args, words):
+    proc = subprocess.run([sys.executable, "-m", "posekit", "serve", "--port", "0", *args], capture_output=True,
+                          text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and words in lines[0], proc.stderr
+
+
 def test_missing_serve_extra_fails_in_one_line(shared_env):
     code = "import sys; sys.modules['fastapi'] = None; from posekit.cli import main; sys.exit(main(['serve']))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -68,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
 
     on_cpu = args.device == "cpu"
     workers = args.workers or (3 if on_cpu else 1)
-    estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None,
-                               min_score=args.min_score, workers=workers)
-    estimator.estimate_batch([np.zeros((480, 640, 3), np.uint8)])  # load and warm the engines before the port opens
     limits = ServeLimits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          max_requests=args.max_requests, max_body_mb=args.max_body_mb, max_pixels=args.max_pixels,
                          max_images=args.max_images, workers=workers)
+    estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None,
+                               min_score=args.min_score, workers=workers)
+    estimator.estimate_batch([np.zeros((480, 640, 3), np.uint8)])  # load and warm the engines before the port opens
     from posekit import families, registry
     from posekit.estimators import PIPELINE_BACKENDS
 

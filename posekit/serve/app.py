@@ -58,6 +58,16 @@ class ServeLimits:
     workers: int = 1
     retry_after_s: int = 1
 
+    def __post_init__(self) -> None:
+        counts = {"max_batch": self.max_batch, "max_queue": self.max_queue, "max_requests": self.max_requests,
+                  "max_pixels": self.max_pixels, "max_images": self.max_images, "workers": self.workers}
+        bad = {k: v for k, v in counts.items() if v < 1}
+        if bad or self.max_body_mb <= 0 or self.max_wait_ms < 0:
+            raise ValueError(f"serve limits: expected counts >= 1, max_body_mb > 0 and max_wait_ms >= 0, got "
+                             f"{bad or {'max_body_mb': self.max_body_mb, 'max_wait_ms': self.max_wait_ms}}")
+        if self.max_images > self.max_queue:  # such a request could never be admitted: 503 forever
+            raise ValueError(f"serve limits: max_images ({self.max_images}) must not exceed max_queue ({self.max_queue})")
+
     @property
     def max_body(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
