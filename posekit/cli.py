@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-track": ("eval_track", "score tracked poses against ground truth (MOTA, IDF1, HOTA)"),
     "bench": ("bench", "time a stage (pipeline: posekit against the plain per-person loop)"),
     "export": ("export", "export a registered network to ONNX, checked against torch"),
+    "serve": ("serve", "serve poses over HTTP with dynamic batching (needs posekit[serve])"),
 }
 
 

@@ -8,6 +8,7 @@ OpenCV, ONNX Runtime, onnx, lap and tqdm. The rest are extras:
     gpu       torch, onnxslim                 torch networks: GPU pipeline, Inductor, export from torch
     tensorrt  tensorrt                        TensorRT engines
     bench     matplotlib, nvidia-ml-py, supervision   plots, GPU utilisation, the ByteTrack baseline
+    serve     fastapi, uvicorn, python-multipart, prometheus-client   `posekit serve` (HTTP API)
     dev       all of the above but tensorrt, and pytest
 """
 
@@ -26,6 +27,11 @@ EXTRA_OF = {
     "tensorrt": "tensorrt",
     "matplotlib": "bench",
     "supervision": "bench",
+    "fastapi": "serve",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "prometheus_client": "serve",
 }
 
 

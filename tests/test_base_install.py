@@ -72,6 +72,14 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path):
     assert not (tmp_path / "t.onnx").exists()
 
 
+def test_serve_names_its_extra_in_one_line(tmp_path):
+    assert importlib.util.find_spec("fastapi") is None  # the serve extra stays out of the base install
+    result = posekit("serve", "--port", "0", cache=tmp_path / "cache")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "needs fastapi" in lines[0] and "pip install 'posekit[serve]'" in lines[0], result.stderr
+
+
 def test_export_converts_without_torch(tmp_path):
     out = tmp_path / "lightning.onnx"
     result = posekit("export", "movenet-lightning", "--out", str(out), cache=tmp_path / "cache")

@@ -8,6 +8,10 @@ and on annotated boxes, and an AP-versus-speed plot (--plot).
 then each crop alone through Google's MoveNet graph) on the same images, in one run, and
 reports images/s and COCO keypoint AP for both.
 
+--stage serve starts `posekit serve` on 127.0.0.1 once per --serve-batches setting, drives it
+with --clients concurrent clients for --requests requests, and reports images/s and p50/p95/p99
+latency, against the same estimator called in a loop (and its threaded stream) in one process.
+
 --stage track scores posekit's tracker, a greedy IoU tracker and ByteTrack (supervision, when
 installed: `pip install 'posekit[bench]'`) on the same detections of MOTChallenge sequences
 (MOTA, IDF1, HOTA, IDSW, FP, FN, ms/frame), and times each tracker alone at --people a frame.
@@ -126,6 +130,20 @@ def _print_track(report: dict) -> None:
     print(format_report(report))
 
 
+def _bench_serve(args: argparse.Namespace) -> dict:
+    from posekit.serve.bench import bench_serve
+
+    return bench_serve(args.images, [int(b) for b in args.serve_batches.split(",")], clients=args.clients,
+                       requests=args.requests, max_wait_ms=args.max_wait_ms, workers=args.workers, det=args.det,
+                       pose=args.pose, max_seconds=args.max_seconds)
+
+
+def _print_serve(report: dict) -> None:
+    from posekit.serve.bench import format_rows
+
+    print(format_rows(report))
+
+
 # stage -> (run(args) -> report, print(report)); other stages register here.
 STAGES = {
     "pipeline": (_bench_pipeline, _print_pipeline),
@@ -133,6 +151,7 @@ STAGES = {
     "det": (_bench_engines, _print_engines),
     "pose": (_bench_engines, _print_engines),
     "track": (_bench_track, _print_track),
+    "serve": (_bench_serve, _print_serve),
 }
 
 
@@ -171,6 +190,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch, or with --stage models AP vs "
                                                        "images/s (needs matplotlib)")
+    serve = p.add_argument_group("--stage serve (`posekit serve` on 127.0.0.1 under load, against the estimator in one process)")
+    serve.add_argument("--serve-batches", default="1,4,8", metavar="A,B",
+                       help="server --max-batch settings, one row each (default %(default)s)")
+    serve.add_argument("--clients", type=int, default=8, help="concurrent clients (default %(default)s)")
+    serve.add_argument("--requests", type=int, default=200, help="timed requests per row (default %(default)s)")
+    serve.add_argument("--max-wait-ms", type=float, default=10.0, help="server --max-wait-ms (default %(default)s)")
+    serve.add_argument("--max-seconds", type=float, default=120.0, help="stop a row after this long (default %(default)s)")
     track = p.add_argument_group("--stage track (trackers on the same detections of MOTChallenge sequences)")
     track.add_argument("--sequences", nargs="+", metavar="DIR",
                        help="sequence folders, each with gt/gt.txt, seqinfo.ini and <name>.mp4")
