@@ -84,9 +84,9 @@ class BottomUpEstimator:
             outputs = self.family.named(self.engine(x), self.engine.output_names)
             keypoints, keypoint_scores, boxes, scores = self.family.decode(outputs, x.shape[2:4])[0]
             scale, (ox, oy) = np.float32(transform.scale), transform.offset
-            keypoints = (np.asarray(keypoints, np.float32) - np.float32([ox, oy])) / scale
-            boxes = transform.boxes_to_image(boxes)
             h, w = image.shape[:2]
+            keypoints = np.clip((np.asarray(keypoints, np.float32) - np.float32([ox, oy])) / scale, 0, [w, h])
+            boxes = transform.boxes_to_image(boxes)
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
             poses = Poses(boxes=boxes, box_scores=np.asarray(scores, np.float32),

@@ -166,7 +166,9 @@ class PoseEstimator:
             start = 0
             for i, rows, transform in owners:
                 end = start + len(rows)
-                keypoints[i][rows] = crop_to_image(k[start:end], transform)
+                # a crop reaching past the frame can put a keypoint outside it: report it on the edge
+                h, w = images[i].shape[:2]
+                keypoints[i][rows] = np.clip(crop_to_image(k[start:end], transform), 0, [w, h])
                 scores[i][rows] = p[start:end]
                 start = end
         return [self._finish(found.replace(keypoints=k, keypoint_scores=p))

@@ -174,7 +174,8 @@ def test_torch_pipeline_on_given_boxes_matches_the_onnx_pipeline(gpu_estimator):
     image_id = int(IMAGES[1].stem)
     image = cv2.imread(str(IMAGES[1]))
     boxes = gt_boxes(coco, image_id)
-    reference = PoseEstimator(oks_threshold=None).estimate_boxes([image], [boxes])[0]
+    reference = PoseEstimator(det="rtmdet-nano-person", pose="movenet-thunder", oks_threshold=None).estimate_boxes(
+        [image], [boxes])[0]
     gpu_estimator.finish["oks_threshold"] = None
     try:
         got = gpu_estimator.estimate_boxes([image], [boxes])[0]

@@ -29,7 +29,7 @@ def test_plain_loop_is_posekit_fp32_one_crop_at_a_time(plain, name):
     box score times the mean visible keypoint score in both."""
     image = read_image(COCO_IMAGES / name)
     want = plain(image)
-    got = PoseEstimator(precision="fp32", crop_shape="square", det_score_threshold=0.3, det_iou_threshold=1.0,
+    got = PoseEstimator(det="rtmdet-nano-person", pose="movenet-thunder", precision="fp32", crop_shape="square", det_score_threshold=0.3, det_iou_threshold=1.0,
                         oks_threshold=None, workers=1)(image)
     assert len(want) == len(got) >= 1
     np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)

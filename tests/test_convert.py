@@ -426,7 +426,7 @@ def test_int8_keeps_the_same_nodes_float(converted, shared_env):
     graph is named the same way, so the same stem, FPN and heads stay float."""
     import re
 
-    from posekit.build import POSE_FLOAT_PREFIXES
+    from posekit.families.movenet import FLOAT_PREFIXES as POSE_FLOAT_PREFIXES
     from posekit.export import ensure_onnx
 
     def kept(path) -> set[str]:

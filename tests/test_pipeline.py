@@ -149,7 +149,8 @@ def test_movenet_runs_int8_with_crops_shaped_like_the_person():
 def test_fit_and_square_crops_find_the_same_people(coco):
     """On annotated boxes, crops shaped like each person (about half the pixels here) give the
     poses square crops give: OKS between the two above 0.9 for nearly every annotated person."""
-    fit, square = (PoseEstimator(precision="fp32", crop_shape=shape, oks_threshold=None) for shape in ("fit", "square"))
+    fit, square = (PoseEstimator(det="rtmdet-nano-person", pose="movenet-thunder", precision="fp32", crop_shape=shape,
+                                 oks_threshold=None) for shape in ("fit", "square"))
     similarities, fit_pixels, square_pixels = [], 0, 0
     for image_id in sorted(coco.getImgIds()):
         people = [a for a in coco.imgToAnns[image_id] if a["num_keypoints"] >= 5 and not a["iscrowd"]]

@@ -82,7 +82,8 @@ def test_int8_pose_ap_on_the_shared_images(shared_env):
     from posekit.pipeline import PoseEstimator
 
     pose = TopDownModel(load_engine(build("movenet-thunder", precision="int8")))
-    report = evaluate(COCO_ANN, COCO_ANN.parent / "images", PoseEstimator(pose=pose, workers=1, crop_shape="square"),
+    report = evaluate(COCO_ANN, COCO_ANN.parent / "images",
+                      PoseEstimator(det="rtmdet-nano-person", pose=pose, workers=1, crop_shape="square"),
                       boxes=("detector",))
     assert report["detector"]["AP"] >= 0.6975  # FP32 0.7125 - 1.5 points
 

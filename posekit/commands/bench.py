@@ -20,7 +20,6 @@ installed: `pip install 'posekit[bench]'`) on the same detections of MOTChalleng
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def _bench_pipeline(args: argparse.Namespace) -> dict:

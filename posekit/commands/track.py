@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

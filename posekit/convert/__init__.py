@@ -22,16 +22,15 @@ within export's tolerance; the batch-of-two result must equal batch-1 runs image
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from posekit import registry
+from posekit.convert._onnx_graph import Conversion
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +119,6 @@ def convert_report(spec_or_name, out: str | os.PathLike, batch: int | str = "dyn
     log.info("converted %s -> %s (batch %s, max diff vs %s %s)", spec.name, out, batch, record["reference"],
              record["max_abs_diff"])
     return ExportReport(path=out, max_abs_diff=record["max_abs_diff"], batch=batch, fp16_rounding=None, metadata=metadata)
-
-
-@dataclasses.dataclass(frozen=True)
-class Conversion:
-    """What a format's converter hands back: the graph, and the independent numpy evaluation it is checked against."""
-
-    proto: object  # onnx.ModelProto, posekit metadata not yet added
-    reference: Callable[[np.ndarray], dict[str, np.ndarray]]  # (B, 3, H, W) float32 0..255 -> {output: array}
-    reference_label: str
-    output_layout: str  # export._metadata reads it as a model's output_layout
-    converter: str
-    normalises_inside: bool = False  # the graph applies spec.mean/std itself (then the metadata says 0 and 1)
 
 
 def _tfjs(spec, paths, batch, spatial):

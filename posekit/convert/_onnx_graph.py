@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import numpy as np
 
 OPSET = 17
@@ -69,3 +72,15 @@ class GraphBuilder:
         proto.ir_version = 8  # opset 17; readable by every ONNX Runtime posekit supports
         checker.check_model(proto)
         return proto
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """What a format's converter hands back: the graph, and the independent numpy evaluation it is checked against."""
+
+    proto: object  # onnx.ModelProto, posekit metadata not yet added
+    reference: Callable[[np.ndarray], dict[str, np.ndarray]]  # (B, 3, H, W) float32 0..255 -> {output: array}
+    reference_label: str
+    output_layout: str  # export._metadata reads it as a model's output_layout
+    converter: str
+    normalises_inside: bool = False  # the graph applies spec.mean/std itself (then the metadata says 0 and 1)

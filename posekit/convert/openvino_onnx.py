@@ -24,11 +24,11 @@ OpenVINO's semantics: the reference every conversion is checked against.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 
+from posekit.convert._onnx_graph import Conversion
 from posekit.openvino import IRModel, Layer, load_ir
 
 log = logging.getLogger(__name__)
@@ -470,8 +470,6 @@ def _emit(g, ir: IRModel, layer: Layer, srcs, static, operand) -> list[str]:
 
 def convert_ir(spec, paths, batch: int | str = "dynamic", spatial: str = "fixed"):
     """posekit.convert's entry for the ``openvino`` format: a checked-ready `Conversion`."""
-    from posekit.convert import Conversion
-
     if spatial != "fixed":
         raise ValueError(f"{spec.name}: an OpenVINO IR converts at its own input size only (spatial='fixed'); "
                          f"its resize sizes and anchor grids are folded for {spec.input_size[0]}x{spec.input_size[1]}")

@@ -38,10 +38,16 @@ def check_person_score(person_score: str) -> None:
 
 def finish_poses(poses: Poses, person_score: str = "box*keypoints", keypoint_threshold: float = 0.2,
                  oks_threshold: float | None = 0.8, min_score: float = 0.0) -> Poses:
-    """Person scores, pose NMS (OKS) and the score floor."""
+    """Person scores, pose NMS (OKS) and the score floor. A box in which the pose model sees no
+    keypoint above `keypoint_threshold` is not reported as a person (PicoDet, for one, puts a
+    0.6 box around a blank frame)."""
     if len(poses) == 0:
         return poses
     visible = poses.keypoint_scores > keypoint_threshold
+    if not visible.any(1).all():
+        poses, visible = poses[visible.any(1)], visible[visible.any(1)]
+        if len(poses) == 0:
+            return poses
     poses = poses.replace(scores=PERSON_SCORES[person_score](poses, visible))
     if oks_threshold is not None and len(poses) > 1:
         wh = poses.boxes[:, 2:] - poses.boxes[:, :2]
