@@ -374,9 +374,13 @@ class GpuPoseEstimator:
             out.extend(self.pipeline(chunk))
         return self._finish(out)
 
-    def stream(self, frames: Iterable[Any], prefetch: int = 4) -> Iterator[Poses]:
+    def stream(self, frames: Iterable[Any], prefetch: int = 4, with_detections: bool = False) -> Iterator[Any]:
+        """Poses per frame, in order; with_detections: (poses, detections) per frame, detections
+        being the pipeline's people before the pose NMS and score floor (their boxes are what
+        `detector` returns)."""
         for chunk in _same_size_runs(streams.prefetch(iter(frames), prefetch), self.frames_per_batch):
-            yield from self._finish(self.pipeline([as_bgr(f) for f in chunk]))
+            found = self.pipeline([as_bgr(f) for f in chunk])
+            yield from zip(self._finish(found), found) if with_detections else self._finish(found)
 
     @torch.inference_mode()
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:

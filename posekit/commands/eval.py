@@ -26,14 +26,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from posekit.evaluate import evaluate, load_annotations, report_json
     from posekit.io import write_json
     from posekit.commands import make_estimator
 
-    load_annotations(args.ann)  # a missing eval extra or a bad annotation file fails before any model loads
+    coco = load_annotations(args.ann)  # a missing eval extra or a bad annotation file fails before any model loads
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     boxes = ("detector", "gt") if args.boxes == "both" else (args.boxes,)
-    report = evaluate(args.ann, args.images, estimator, boxes=boxes)
+    passes = len(boxes) if getattr(estimator, "takes_boxes", True) else len(set(boxes) - {"gt"})
+    with tqdm(total=len(coco.getImgIds()) * passes, unit="image", desc="posekit eval", dynamic_ncols=True) as bar:
+        report = evaluate(coco, args.images, estimator, boxes=boxes, progress=lambda: bar.update(1))
     for name, table in report["tables"].items():
         title = {"detector": "keypoints, detected boxes", "gt": "keypoints, ground-truth boxes", "box": "person boxes"}[name]
         print(f"== {title}\n{table}")
