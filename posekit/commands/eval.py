@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="also write AP, AP50, AP75, APm, APl, AR, images, people, seconds here")
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_backend_arguments(p)
     p.add_argument("--det-threshold", type=float, default=None, help=DET_THRESHOLD_HELP)
     p.add_argument("--oks-threshold", type=float, default=0.8, help="pose NMS OKS threshold; 0 turns it off (default %(default)s)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_backend_arguments(p)
     p.add_argument("--det-threshold", type=float, default=0.2,
                    help="detector boxes scored below are dropped (default 0.2: the tracker's second "
