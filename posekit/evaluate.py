@@ -4,18 +4,19 @@ boxes or on the ground-truth person boxes, plus the detector's person box AP."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io as _io
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from posekit import streams
-from posekit.io import InputError, poses_to_coco
+from posekit.io import InputError, poses_to_coco, read_image
 from posekit.structures import NUM_KEYPOINTS, Poses
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def evaluate(ann: str | os.PathLike, images: str | os.PathLike, estimator: Any =
         results: list[dict] = []
         if mode == "detector":
             box_results: list[dict] = []
-            found = estimator.stream((str(path) for _, path in items), with_detections=True)
+            found = _with_detections(estimator, (str(path) for _, path in items))
             for (image_id, _), (poses, detections) in zip(items, found):
                 people += len(poses)
                 results.extend(poses_to_coco(poses, image_id))
@@ -137,6 +138,18 @@ def evaluate(ann: str | os.PathLike, images: str | os.PathLike, estimator: Any =
     report["people"] = people
     report["seconds"] = round(time.perf_counter() - start, 3)
     return report
+
+
+def _with_detections(estimator: Any, paths: Iterator[str]) -> Iterator[tuple[Poses, Poses]]:
+    """(poses, detector boxes) per image from one pass: ``stream(..., with_detections=True)``, or
+    for an estimator whose `stream` has no such option, its `estimate_batch` and `detector`
+    image by image."""
+    stream = getattr(estimator, "stream", None)
+    if stream is not None and "with_detections" in inspect.signature(stream).parameters:
+        return stream(paths, with_detections=True)
+    log.info("%s: stream has no with_detections; one image at a time", type(estimator).__name__)
+    return ((estimator.estimate_batch([image])[0], estimator.detector(image))
+            for image in map(read_image, paths))
 
 
 def image_paths(coco: Any, images: str | os.PathLike) -> list[tuple[int, Path]]:

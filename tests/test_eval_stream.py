@@ -120,3 +120,30 @@ def test_eval_names_a_missing_image(tmp_path, shared_env):
 
     with pytest.raises(InputError, match=r"000001\.jpg: image 2 named by .*annotations\.json is not in"):
         evaluate(ann, tmp_path / "set", estimator=object())  # checked before any model runs
+
+
+class PlainEstimator:
+    """An estimator with only the basic interface (no stream options): evaluate still works."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def estimate_batch(self, images):
+        return self.inner.estimate_batch(images)
+
+    def estimate_boxes(self, images, people):
+        return self.inner.estimate_boxes(images, people)
+
+    def detector(self, image):
+        return self.inner.detector(image)
+
+
+def test_eval_takes_a_plain_estimator(tmp_path, shared_env):
+    ann = annotated_copies(tmp_path / "set", 4)
+    inner = make_estimator()
+    streamed = evaluate(ann, tmp_path / "set", inner)
+    plain = evaluate(ann, tmp_path / "set", PlainEstimator(inner))
+    for mode in ("detector", "gt", "box"):
+        a = {k: v for k, v in streamed[mode].items() if k != "seconds"}
+        b = {k: v for k, v in plain[mode].items() if k != "seconds"}
+        assert a == b, f"{mode}: streamed {a}, plain {b}"
