@@ -5,7 +5,8 @@ separated (`split_devices`):
 
   cuda:0,1       cuda:0 and cuda:1 (same as cuda:0,cuda:1)
   cuda:all       every CUDA device torch sees
-  cpu,cpu        two CPU workers (so is cpu:0,1; the CPU has one device, the index names a worker)
+  cpu,cpu        two CPU workers (so is cpu:0,1; the CPU has one device, the index names a worker);
+                 cpu:all: one worker per CPU core
 
 Several devices run a `MultiDeviceEstimator`: one process per device (multiprocessing 'spawn':
 torch and ONNX Runtime are not fork-safe), each building the same estimator with
@@ -125,9 +126,10 @@ class MultiDeviceEstimator:
              backend, precision and the estimator's keyword arguments)
     queue_frames: frames queued ahead per worker (bounds memory on long videos)
 
-    Workers start on first use and stay up until `close` (or the end of the process). If a
+    Workers start when it is made and stay up until `close` (or the end of the process). If a
     stream is abandoned half-way or a worker fails, the workers are stopped and the next call
-    starts fresh ones.
+    starts fresh ones. One stream at a time. Workers are spawned, so a script that makes one
+    must guard its entry point (``if __name__ == "__main__":``), as multiprocessing requires.
     """
 
     def __init__(self, devices: Sequence[str], queue_frames: int = 16, **options: Any) -> None:
