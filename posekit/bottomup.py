@@ -8,8 +8,6 @@ padding goes right and bottom, so keypoints map back with one scale.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -104,21 +102,14 @@ class BottomUpEstimator:
         """The people's boxes (keypoints kept), for person box AP."""
         return self(image)
 
-    def stream(self, frames: Iterable[Any], prefetch: int = 8) -> Iterator[Poses]:
-        """Poses per frame, in order; frames decoded ahead on a thread, `workers` frames at once."""
-        frames = streams.prefetch(iter(frames), prefetch)
-        if self.workers == 1:
-            for frame in frames:
-                yield self(frame)
-            return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="posekit") as pool:
-            pending: deque = deque()
-            for frame in frames:
-                pending.append(pool.submit(self, frame))
-                if len(pending) >= 2 * self.workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+    def stream(self, frames: Iterable[Any], prefetch: int = 8, with_detections: bool = False) -> Iterator[Any]:
+        """Poses per frame, in order; frames decoded ahead on a thread, `workers` frames at once.
+        with_detections: (poses, poses) per frame: the people are the detections (as `detector`)."""
+        def one(frame: Any) -> list[Any]:
+            poses = self(frame)
+            return [(poses, poses) if with_detections else poses]
+
+        yield from streams.ordered_map(one, streams.prefetch(iter(frames), prefetch), self.workers)
 
     def __repr__(self) -> str:
         return f"BottomUpEstimator({self.spec.name!r}, engine={self.engine!r})"

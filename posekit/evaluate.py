@@ -4,16 +4,18 @@ boxes or on the ground-truth person boxes, plus the detector's person box AP."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io as _io
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from posekit import streams
 from posekit.io import InputError, poses_to_coco, read_image
 from posekit.structures import NUM_KEYPOINTS, Poses
 
@@ -40,6 +42,7 @@ def load_annotations(path: str | os.PathLike):
         coco = COCO()
         coco.dataset = data
         coco.createIndex()
+    coco.source = str(path)  # named in errors about its images
     return coco
 
 
@@ -78,63 +81,98 @@ def evaluate(ann: str | os.PathLike, images: str | os.PathLike, estimator: Any =
              boxes: tuple[str, ...] = ("detector", "gt"), progress: Callable | None = None) -> dict:
     """Keypoint AP of `estimator` (a PoseEstimator; the default models when None).
 
+    ann: a COCO keypoint annotation file, or what `load_annotations` returned for one.
     boxes: which person boxes to evaluate on: "detector" (the full pipeline), "gt" (the
     annotated non-crowd boxes, to isolate the pose model). Also reports the detector's person
     box AP when "detector" is asked. Returns {"detector": {...}, "gt": {...}, "box": {...},
     "images", "people", "seconds", "tables"}.
+    progress: called once per image and pass (``len(images) x passes`` calls in all).
+
+    Images stream through the estimator's own pipeline (`stream`: decoded ahead on a thread,
+    batched, its worker threads), never all held at once: memory does not grow with the set
+    beyond the COCO result records. One detector pass serves both the keypoint AP on detected
+    boxes and the person box AP (``stream(..., with_detections=True)``: the detector's boxes
+    before the pose NMS); the ground-truth-box pass runs `estimate_boxes` the same way
+    (``estimator.stream_boxes`` where the estimator has one, else `posekit.streams.stream_boxes`).
     """
     if estimator is None:
         from posekit.pipeline import PoseEstimator
 
         estimator = PoseEstimator()
-    coco = load_annotations(ann)
-    folder = Path(images)
-    entries = [coco.imgs[i] for i in sorted(coco.getImgIds())]
-    decoded = []
-    for entry in entries:
-        path = folder / entry["file_name"]
-        if not path.is_file():
-            raise InputError(f"{path}: image {entry['id']} named by {ann} is not in {folder}")
-        decoded.append((entry["id"], path.name, read_image(path)))
-    report: dict[str, Any] = {"images": len(decoded), "tables": {}}
-    if "gt" in boxes and not getattr(estimator, "takes_boxes", True):
-        log.info("%s finds people itself (bottom-up): no AP on ground-truth boxes", estimator)
-        boxes = tuple(m for m in boxes if m != "gt")
-    start = time.perf_counter()
-    people = 0
     for mode in boxes:
         if mode not in ("detector", "gt"):
             raise ValueError(f"unknown boxes {mode!r}; use 'detector' or 'gt'")
-        results = []
+    coco = ann if hasattr(ann, "getImgIds") else load_annotations(ann)
+    items = image_paths(coco, images)
+    report: dict[str, Any] = {"images": len(items), "tables": {}}
+    if "gt" in boxes and not getattr(estimator, "takes_boxes", True):
+        log.info("%s finds people itself (bottom-up): no AP on ground-truth boxes", estimator)
+        boxes = tuple(m for m in boxes if m != "gt")
+    tick = progress or (lambda: None)
+    start = time.perf_counter()
+    people = 0
+    for mode in boxes:
         t0 = time.perf_counter()
-        for image_id, name, image in decoded:
-            if mode == "gt":
-                poses = estimator.estimate_boxes([image], [gt_boxes(coco, image_id)])[0]
-            else:
-                poses = estimator.estimate_batch([image])[0]
+        results: list[dict] = []
+        if mode == "detector":
+            box_results: list[dict] = []
+            found = _with_detections(estimator, (str(path) for _, path in items))
+            for (image_id, _), (poses, detections) in zip(items, found):
                 people += len(poses)
-            results.extend(poses_to_coco(poses, image_id))
-            if progress is not None:
-                progress()
+                results.extend(poses_to_coco(poses, image_id))
+                box_results.extend(box_records(detections, image_id))
+                tick()
+        else:
+            pairs = ((str(path), gt_boxes(coco, image_id)) for image_id, path in items)
+            run = getattr(estimator, "stream_boxes", None)
+            found = run(pairs) if run is not None else streams.stream_boxes(estimator, pairs)
+            for (image_id, _), poses in zip(items, found):
+                results.extend(poses_to_coco(poses, image_id))
+                tick()
+        seconds = round(time.perf_counter() - t0, 3)
         stats, table = coco_eval(coco, results, "keypoints")
-        report[mode] = {**stats, "seconds": round(time.perf_counter() - t0, 3), "people": len(results)}
+        report[mode] = {**stats, "seconds": seconds, "people": len(results)}
         report["tables"][mode] = table
         if mode == "detector":
-            box_stats, box_table = coco_eval(coco, _box_results(estimator, decoded), "bbox")
-            report["box"] = box_stats
-            report["tables"]["box"] = box_table
+            report["box"], report["tables"]["box"] = coco_eval(coco, box_results, "bbox")
     report["people"] = people
     report["seconds"] = round(time.perf_counter() - start, 3)
     return report
 
 
-def _box_results(estimator: Any, decoded: list) -> list[dict]:
+def _with_detections(estimator: Any, paths: Iterator[str]) -> Iterator[tuple[Poses, Poses]]:
+    """(poses, detector boxes) per image from one pass: ``stream(..., with_detections=True)``, or
+    for an estimator whose `stream` has no such option, its `estimate_batch` and `detector`
+    image by image."""
+    stream = getattr(estimator, "stream", None)
+    if stream is not None and "with_detections" in inspect.signature(stream).parameters:
+        return stream(paths, with_detections=True)
+    log.info("%s: stream has no with_detections; one image at a time", type(estimator).__name__)
+    return ((estimator.estimate_batch([image])[0], estimator.detector(image))
+            for image in map(read_image, paths))
+
+
+def image_paths(coco: Any, images: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(image_id, path) of every annotated image, by id; a clear error naming the first one missing
+    (checked before any model runs)."""
+    folder = Path(images)
     out = []
-    for image_id, _name, image in decoded:
-        found = estimator.detector(image)
-        for box, score in zip(found.boxes, found.box_scores):
-            x0, y0, x1, y1 = (float(v) for v in box)
-            out.append({"image_id": image_id, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
+    for image_id in sorted(coco.getImgIds()):
+        entry = coco.imgs[image_id]
+        path = folder / entry["file_name"]
+        if not path.is_file():
+            ann = getattr(coco, "source", "the annotations")
+            raise InputError(f"{path}: image {entry['id']} named by {ann} is not in {folder}")
+        out.append((image_id, path))
+    return out
+
+
+def box_records(found: Poses, image_id: int) -> list[dict]:
+    """COCO detection results (person, xywh) for one image's detector boxes."""
+    out = []
+    for box, score in zip(found.boxes, found.box_scores):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        out.append({"image_id": image_id, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(score)})
     return out
 
 

@@ -345,10 +345,12 @@ class GpuPoseEstimator:
             out.extend(self.pipeline(chunk))
         return self._finish(out)
 
-    def stream(self, frames: Iterable[Any], prefetch: int = 4) -> Iterator[Poses]:
+    def stream(self, frames: Iterable[Any], prefetch: int = 4, with_detections: bool = False) -> Iterator[Any]:
         """Poses per frame, in order, three stages at once: a thread decodes frames and stacks runs
         of one size into (pinned) chunks, a thread runs the device pipeline on them (upload, both
-        networks, download), and the caller's thread scores and pose-NMSes the previous chunk."""
+        networks, download), and the caller's thread scores and pose-NMSes the previous chunk.
+        with_detections: (poses, detections) per frame, detections being the pipeline's people
+        before the pose NMS and score floor (their boxes are what `detector` returns)."""
         pinned = self.pipeline.device.type == "cuda"
 
         def stacked() -> Iterator[torch.Tensor]:
@@ -356,8 +358,8 @@ class GpuPoseEstimator:
                 yield _stack(chunk, pinned)
 
         chunks = streams.prefetch(stacked(), prefetch)
-        for poses in streams.prefetch(map(self.pipeline, chunks), 2):
-            yield from self._finish(poses)
+        for found in streams.prefetch(map(self.pipeline, chunks), 2):
+            yield from zip(self._finish(found), found) if with_detections else self._finish(found)
 
     @torch.inference_mode()
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:

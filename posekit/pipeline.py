@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -192,23 +190,22 @@ class PoseEstimator:
 
     # -- many frames ------------------------------------------------------------------------
 
-    def stream(self, frames: Iterable[Any], prefetch: int = 8) -> Iterator[Poses]:
+    def _estimate_chunk(self, images: Sequence[Any], with_detections: bool) -> list[Any]:
+        """estimate_batch, or (poses, detections) per image: the detector's boxes before pose NMS."""
+        images = [as_bgr(im) for im in images]
+        found = self.detector.detect_batch(images)
+        poses = self.estimate_boxes(images, found)
+        return list(zip(poses, found)) if with_detections else poses
+
+    def stream(self, frames: Iterable[Any], prefetch: int = 8, with_detections: bool = False) -> Iterator[Any]:
         """Poses for each frame, in order. Frames are (H, W, 3) uint8 BGR arrays, or paths.
 
         A prefetch thread pulls (and decodes) frames from `frames`; chunks of
         `frames_per_batch` frames run on `workers` threads; at most 2 x workers chunks are in
         flight, so memory stays bounded on long videos.
+        with_detections: yield (poses, detections) per frame, detections being the detector's
+        person boxes as it returned them (before the pose NMS and score floor), for person box AP
+        from the same pass.
         """
         chunks = streams.chunked(streams.prefetch(iter(frames), prefetch), self.frames_per_batch)
-        if self.workers == 1:
-            for chunk in chunks:
-                yield from self.estimate_batch(chunk)
-            return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="posekit") as pool:
-            pending: deque = deque()
-            for chunk in chunks:
-                pending.append(pool.submit(self.estimate_batch, chunk))
-                if len(pending) >= 2 * self.workers:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
+        yield from streams.ordered_map(lambda chunk: self._estimate_chunk(chunk, with_detections), chunks, self.workers)

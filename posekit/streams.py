@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Any, Iterator
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -76,3 +78,36 @@ def prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
+
+
+def ordered_map(fn: Callable[[Any], Sequence[Any]], chunks: Iterable[Any], workers: int) -> Iterator[Any]:
+    """The items of ``fn(chunk)`` for each chunk, in order; `workers` threads run chunks at
+    once, at most 2 x workers chunks in flight (so memory stays bounded on long streams)."""
+    if workers <= 1:
+        for chunk in chunks:
+            yield from fn(chunk)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="posekit") as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(fn, chunk))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def stream_boxes(estimator: Any, pairs: Iterable[tuple[Any, Any]], prefetch_depth: int = 8) -> Iterator[Any]:
+    """``estimator.estimate_boxes`` over (image or path, person boxes as `Poses`) pairs: Poses per
+    pair, in order. Images are decoded ahead on a thread; chunks of the estimator's
+    `frames_per_batch` run on its `workers` threads, as in its `stream`."""
+
+    def decoded() -> Iterator[tuple[np.ndarray, Any]]:  # runs in the prefetch thread
+        for image, people in pairs:
+            yield as_bgr(image), people
+
+    def run(chunk: list[tuple[np.ndarray, Any]]) -> list[Any]:
+        return estimator.estimate_boxes([image for image, _ in chunk], [people for _, people in chunk])
+
+    chunks = chunked(prefetch(decoded(), prefetch_depth), int(getattr(estimator, "frames_per_batch", 1)))
+    yield from ordered_map(run, chunks, int(getattr(estimator, "workers", 1)))

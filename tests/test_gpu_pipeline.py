@@ -113,3 +113,19 @@ def test_gpu_pipeline_rejects_mixed_frame_sizes(gpu_path, frame):
 def test_gpu_pipeline_needs_torch_decoders(shared_env):
     with pytest.raises(ValueError, match="that have torch decoders, got rtmdet-nano-person"):
         GpuPosePipeline(det="rtmdet-nano-person", device="cpu")
+
+
+def test_gpu_estimator_stream_with_detections(gpu_path, frame):
+    """eval's one detector pass on the torch pipeline: the detections that come with each frame
+    are the pipeline's people before pose NMS, the poses those people finished."""
+    from posekit.gpu_pipeline import GpuPoseEstimator
+
+    estimator = GpuPoseEstimator(gpu_path, frames_per_batch=2)
+    frames = [frame, np.zeros_like(frame)]
+    streamed = list(estimator.stream(iter(frames), with_detections=True))
+    raw = gpu_path(frames)
+    assert len(streamed) == 2 and len(streamed[0][1]) > 0 and len(streamed[1][1]) == 0
+    for i, ((poses, found), direct, finished) in enumerate(zip(streamed, raw, estimator._finish(raw))):
+        np.testing.assert_allclose(found.boxes, direct.boxes, atol=1e-3, err_msg=f"frame {i}: detections")
+        np.testing.assert_allclose(poses.keypoints, finished.keypoints, atol=1e-3, err_msg=f"frame {i}: keypoints")
+        assert len(found) >= len(poses) == len(finished)

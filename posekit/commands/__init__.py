@@ -41,13 +41,23 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
                         "averaged; about 1-3 AP points more, twice the pose work")
 
 
+DEVICE_HELP = ("cpu, cuda or cuda:N (default %(default)s); several devices split the inputs, one worker "
+               "process each, results in input order: cuda:0,1, cuda:all, or cpu,cpu (two CPU workers)")
+
+
 def make_estimator(args: argparse.Namespace, **options):
-    """The pipeline the arguments ask for (posekit.estimators.make_estimator); refused combinations raise ValueError."""
+    """The pipeline the arguments ask for (posekit.estimators.make_estimator); refused combinations
+    raise ValueError. A --device naming several devices gives a `posekit.multidevice.MultiDeviceEstimator`."""
     from posekit.estimators import make_estimator as make
+    from posekit.multidevice import MultiDeviceEstimator, split_devices
 
     if args.crop_shape != "fit":  # the all-torch pipeline always crops square on the device
         options["crop_shape"] = args.crop_shape
     if getattr(args, "flip", False):
         options["flip"] = True
+    devices = split_devices(args.device)
+    if len(devices) > 1:
+        return MultiDeviceEstimator(devices, det=args.det, pose=args.pose, backend=args.backend,
+                                    precision=args.precision, **options)
     return make(det=args.det, pose=args.pose, device=args.device, backend=args.backend,
                 precision=args.precision, **options)

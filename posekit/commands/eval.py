@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,21 +19,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="also write AP, AP50, AP75, APm, APl, AR, images, people, seconds here")
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_backend_arguments(p)
     p.add_argument("--det-threshold", type=float, default=None, help=DET_THRESHOLD_HELP)
     p.add_argument("--oks-threshold", type=float, default=0.8, help="pose NMS OKS threshold; 0 turns it off (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from posekit.evaluate import evaluate, load_annotations, report_json
     from posekit.io import write_json
     from posekit.commands import make_estimator
 
-    load_annotations(args.ann)  # a missing eval extra or a bad annotation file fails before any model loads
+    coco = load_annotations(args.ann)  # a missing eval extra or a bad annotation file fails before any model loads
     estimator = make_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold or None)
     boxes = ("detector", "gt") if args.boxes == "both" else (args.boxes,)
-    report = evaluate(args.ann, args.images, estimator, boxes=boxes)
+    passes = len(boxes) if getattr(estimator, "takes_boxes", True) else len(set(boxes) - {"gt"})
+    with tqdm(total=len(coco.getImgIds()) * passes, unit="image", desc="posekit eval", dynamic_ncols=True) as bar:
+        report = evaluate(coco, args.images, estimator, boxes=boxes, progress=lambda: bar.update(1))
     for name, table in report["tables"].items():
         title = {"detector": "keypoints, detected boxes", "gt": "keypoints, ground-truth boxes", "box": "person boxes"}[name]
         print(f"== {title}\n{table}")

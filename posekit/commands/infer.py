@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 
-from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace outputs already in --out")
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_backend_arguments(p)
     p.add_argument("--batch", type=positive_int, default=None,
                    help="most person crops per pose-model call (default: 2 on the CPU, where bigger batches are slower, 32 on a GPU)")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.commands import DET_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_backend_arguments(p)
     p.add_argument("--det-threshold", type=unit_interval, default=0.2,
                    help="detector boxes scored below are dropped (default 0.2: the tracker's second "

@@ -1,0 +1,149 @@
+"""`evaluate` streams: the same AP as the per-image loop it replaced, one detector pass for
+keypoint and box AP, and memory that does not grow with the number of images."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posekit.estimators import make_estimator
+from posekit.evaluate import evaluate, load_annotations
+from posekit.io import read_image
+
+from paths import COCO_ANN, COCO_IMAGES
+
+# `evaluate` on the shared set as it was before it streamed (main at cd8477b: every image decoded
+# first, then one estimate_batch([image]), one detector(image) and one estimate_boxes([image], gt)
+# per image), default models and the bottom-up model. The streamed pass must give these exactly.
+BEFORE = {
+    None: {
+        "people": 63,
+        "detector": {"AP": 0.7845203076208243, "AP50": 0.9891089108910892, "AP75": 0.8444130127298445,
+                     "APm": 0.7631353135313531, "APl": 0.8261166885919362, "AR": 0.8099999999999999, "people": 63},
+        "gt": {"AP": 0.8161165557620943, "AP50": 1.0, "AP75": 0.8945917580263775, "APm": 0.8049864986498649,
+               "APl": 0.8274886334787326, "AR": 0.8300000000000001, "people": 48},
+        "box": {"AP": 0.5703158377692507, "AP50": 0.7695285430981229, "AP75": 0.6277917400841747,
+                "APs": 0.2233621658869184, "APm": 0.7831757476176291, "APl": 0.8123975927004465},
+    },
+    "movenet-multipose": {
+        "people": 38,
+        "detector": {"AP": 0.4050194894071348, "AP50": 0.7309513560051658, "AP75": 0.36771979993030357,
+                     "APm": 0.3024634606317775, "APl": 0.5365452699116066, "AR": 0.44000000000000006, "people": 38},
+        "box": {"AP": 0.3931321945913131, "AP50": 0.5197317151069946, "AP75": 0.45544554455445546,
+                "APs": 0.017821782178217813, "APm": 0.4695269526952695, "APl": 0.7952441850519893},
+    },
+}
+
+
+def check_report(report: dict, expected: dict, what: str) -> None:
+    assert report["images"] == 19, f"{what}: expected 19 images, found {report['images']}"
+    assert report["people"] == expected["people"], f"{what}: expected {expected['people']} people, found {report['people']}"
+    for mode in ("detector", "gt", "box"):
+        if mode not in expected:
+            assert mode not in report, f"{what}: expected no {mode} section, found {report.get(mode)}"
+            continue
+        found = {k: report[mode][k] for k in expected[mode]}
+        assert found == expected[mode], f"{what} {mode}: expected {expected[mode]}, found {found}"
+
+
+@pytest.mark.parametrize("pose", list(BEFORE), ids=lambda p: p or "default")
+def test_eval_same_as_before(pose, shared_env):
+    estimator = make_estimator(pose=pose)
+    progress = []
+    report = evaluate(COCO_ANN, COCO_IMAGES, estimator, progress=lambda: progress.append(1))
+    check_report(report, BEFORE[pose], f"evaluate({pose or 'default'})")
+    passes = 2 if "gt" in BEFORE[pose] else 1
+    assert len(progress) == 19 * passes, f"expected {19 * passes} progress calls, found {len(progress)}"
+
+
+def test_stream_with_detections_is_the_detector(shared_env):
+    """The detections that come with each frame are what the detector alone returns (before pose NMS)."""
+    estimator = make_estimator()
+    paths = sorted(COCO_IMAGES.glob("*.jpg"))[:6]
+    streamed = list(estimator.stream(paths, with_detections=True))
+    plain = list(estimator.stream(paths))
+    for path, (poses, found), alone in zip(paths, streamed, plain):
+        direct = estimator.detector(read_image(path))
+        np.testing.assert_array_equal(found.boxes, direct.boxes, err_msg=f"{path.name}: detections")
+        np.testing.assert_array_equal(found.box_scores, direct.box_scores, err_msg=f"{path.name}: detection scores")
+        np.testing.assert_array_equal(poses.keypoints, alone.keypoints, err_msg=f"{path.name}: keypoints")
+    assert sum(len(found) for _, found in streamed) >= sum(len(p) for p, _ in streamed) > 0
+
+
+def annotated_copies(folder: Path, n: int) -> Path:
+    """`n` images (links to the shared ones, in turn) and a COCO file that annotates each like its original."""
+    data = json.loads(COCO_ANN.read_text())
+    by_image: dict[int, list] = {}
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for i in range(n):
+        entry = data["images"][i % len(data["images"])]
+        name = f"{i:06d}.jpg"
+        os.symlink(COCO_IMAGES / entry["file_name"], folder / name)
+        images.append({**entry, "id": i + 1, "file_name": name})
+        annotations += [{**a, "id": len(annotations) + 1, "image_id": i + 1} for a in by_image.get(entry["id"], [])]
+    ann = folder / "annotations.json"
+    ann.write_text(json.dumps({**data, "images": images, "annotations": annotations}))
+    return ann
+
+
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="RSS sampling reads /proc")
+def test_eval_memory_flat_on_500_images(tmp_path, shared_env):
+    """500 images (about 400 MB decoded): resident memory after the first 100 stays within 60 MB
+    (holding the decoded images would add about 0.8 MB per image). A high detector threshold keeps
+    the pose work, and so the test, short: the stream, decoding and records are what is measured."""
+    ann = annotated_copies(tmp_path / "set", 500)
+    assert len(load_annotations(ann).getImgIds()) == 500
+    estimator = make_estimator(pose="tinypose-128x96", det_score_threshold=0.8)
+    samples: list[float] = []
+    report = evaluate(ann, tmp_path / "set", estimator, boxes=("detector",), progress=lambda: samples.append(rss_mb()))
+    assert report["images"] == 500 and len(samples) == 500, (report["images"], len(samples))
+    assert report["people"] > 100, f"expected people found in 500 images, found {report['people']}"
+    growth = max(samples[100:]) - samples[99]
+    assert growth < 60, f"RSS grew {growth:.0f} MB over images 100-500 (from {samples[99]:.0f} MB); expected < 60 MB"
+
+
+def test_eval_names_a_missing_image(tmp_path, shared_env):
+    ann = annotated_copies(tmp_path / "set", 3)
+    (tmp_path / "set" / "000001.jpg").unlink()
+    from posekit.io import InputError
+
+    with pytest.raises(InputError, match=r"000001\.jpg: image 2 named by .*annotations\.json is not in"):
+        evaluate(ann, tmp_path / "set", estimator=object())  # checked before any model runs
+
+
+class PlainEstimator:
+    """An estimator with only the basic interface (no stream options): evaluate still works."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def estimate_batch(self, images):
+        return self.inner.estimate_batch(images)
+
+    def estimate_boxes(self, images, people):
+        return self.inner.estimate_boxes(images, people)
+
+    def detector(self, image):
+        return self.inner.detector(image)
+
+
+def test_eval_takes_a_plain_estimator(tmp_path, shared_env):
+    ann = annotated_copies(tmp_path / "set", 4)
+    inner = make_estimator()
+    streamed = evaluate(ann, tmp_path / "set", inner)
+    plain = evaluate(ann, tmp_path / "set", PlainEstimator(inner))
+    for mode in ("detector", "gt", "box"):
+        a = {k: v for k, v in streamed[mode].items() if k != "seconds"}
+        b = {k: v for k, v in plain[mode].items() if k != "seconds"}
+        assert a == b, f"{mode}: streamed {a}, plain {b}"

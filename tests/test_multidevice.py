@@ -1,0 +1,91 @@
+"""Several devices: --device strings, and a two-worker split (two CPU workers here) that gives what
+one device gives, in input order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posekit.cli import build_parser
+from posekit.commands import make_estimator as command_estimator
+from posekit.estimators import make_estimator
+from posekit.evaluate import evaluate, gt_boxes, load_annotations
+from posekit.io import iter_video, read_image
+from posekit.multidevice import MultiDeviceEstimator, split_devices
+
+from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO
+
+
+@pytest.mark.parametrize("device, expected", [
+    ("cpu", ["cpu"]),
+    ("cuda", ["cuda"]),
+    ("cuda:1", ["cuda:1"]),
+    ("cuda:0,1", ["cuda:0", "cuda:1"]),
+    ("cuda:0, cuda:2", ["cuda:0", "cuda:2"]),
+    ("cpu,cpu", ["cpu", "cpu"]),
+    ("cpu:0,1", ["cpu", "cpu"]),
+])
+def test_split_devices(device, expected):
+    assert split_devices(device) == expected
+
+
+@pytest.mark.parametrize("device", ["tpu:0,1", "cuda:x,1", "0,1", "gpu:all"])
+def test_split_devices_refuses(device):
+    with pytest.raises(ValueError, match="--device"):
+        split_devices(device)
+
+
+@pytest.fixture(scope="module")
+def single(shared_env):
+    return make_estimator()
+
+
+@pytest.fixture(scope="module")
+def double(shared_env):
+    """Two CPU workers, made the way `posekit infer/eval/track --device cpu,cpu` makes them."""
+    args = build_parser().parse_args(["eval", "--ann", "a.json", "--images", ".", "--device", "cpu,cpu"])
+    estimator = command_estimator(args, det_score_threshold=args.det_threshold, oks_threshold=args.oks_threshold)
+    assert isinstance(estimator, MultiDeviceEstimator) and estimator.devices == ["cpu", "cpu"], estimator
+    yield estimator
+    estimator.close()
+
+
+def assert_same(one: list, two: list, what: str) -> None:
+    assert len(one) == len(two), f"{what}: expected {len(one)} results, found {len(two)}"
+    for i, (a, b) in enumerate(zip(one, two)):
+        assert len(a) == len(b), f"{what} #{i}: expected {len(a)} people, found {len(b)}"
+        for name in ("boxes", "keypoints", "keypoint_scores", "scores"):
+            diff = np.abs(getattr(a, name) - getattr(b, name)).max(initial=0.0)
+            assert diff <= 1e-4, f"{what} #{i}: {name} differ by {diff}"
+
+
+def test_two_workers_images_and_video(single, double):
+    paths = sorted(COCO_IMAGES.glob("*.jpg"))
+    frames = [frame.image for frame in iter_video(DEMO_VIDEO)]
+    assert len(paths) == 19 and len(frames) == 5
+    one = list(single.stream(paths)) + list(single.stream(frames))
+    two = list(double.stream(paths)) + list(double.stream(iter(frames)))
+    assert_same(one, two, "two CPU workers vs one")
+    assert sum(map(len, one)) > 50  # people were found, in different numbers per image: order matters
+    assert len({len(p) for p in one}) > 3
+
+
+def test_two_workers_eval(single, double):
+    """evaluate through the workers (the detector pass with its detections, the ground-truth-boxes
+    pass) gives exactly the one-device AP (test_eval_stream.BEFORE)."""
+    from test_eval_stream import BEFORE, check_report
+
+    check_report(evaluate(COCO_ANN, COCO_IMAGES, double), BEFORE[None], "evaluate on cpu,cpu")
+    coco = load_annotations(COCO_ANN)
+    ids = sorted(coco.getImgIds())[:4]
+    people = [gt_boxes(coco, i) for i in ids]
+    paths = [COCO_IMAGES / coco.imgs[i]["file_name"] for i in ids]
+    assert_same([single.estimate_boxes([read_image(p)], [b])[0] for p, b in zip(paths, people)],
+                double.estimate_boxes(paths, people), "estimate_boxes on cpu,cpu vs one device")
+
+
+def test_worker_failure_is_raised_and_workers_restart(double):
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 BGR image"):
+        list(double.stream([np.zeros((4, 4), np.uint8)]))
+    assert double._workers is None  # stopped after the failure
+    assert len(double.estimate_batch([np.zeros((64, 64, 3), np.uint8)])) == 1  # fresh workers
