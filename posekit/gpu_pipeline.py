@@ -21,8 +21,12 @@ Steps (all batched, all torch):
 
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Any, Iterable, Iterator, Sequence
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -229,10 +233,26 @@ class GpuPosePipeline:
         self._pose_input = _normaliser(self.pose_spec, self.device, self.dtype)
         self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
         self.max_det, self.crop_scale = max_det, crop_scale
+        # Inductor's CUDA graphs belong to the thread that captured them: every device call runs on
+        # this one thread, whichever thread asks (and the caller's thread stays free meanwhile).
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="posekit-device")
+
+    def on_device(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the pipeline's device thread; its result (or exception) here."""
+        if threading.current_thread().name.startswith("posekit-device"):
+            return fn(*args)
+        return self._worker.submit(fn, *args).result()
+
+    def submit(self, frames: torch.Tensor) -> Future:
+        """Start `self(frames)` on the device thread; the Future gives its poses."""
+        return self._worker.submit(self._run, frames)
 
     def warmup(self) -> float:
         """Compile every batch size of both engines now (Inductor; eager engines need nothing);
         returns the seconds it took."""
+        return self.on_device(self._warmup)
+
+    def _warmup(self) -> float:
         seconds = 0.0
         for engine, spec in ((self.det_engine, self.det_spec), (self.pose_engine, self.pose_spec)):
             if hasattr(engine, "warmup"):
@@ -277,6 +297,9 @@ class GpuPosePipeline:
         return keypoints * s[:, None, None] + origins[:, None, :], kp_scores
 
     def __call__(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
+        return self.on_device(self._run, frames)
+
+    def _run(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
         if not isinstance(frames, torch.Tensor):
             shapes = {f.shape for f in frames}
             if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
@@ -294,8 +317,7 @@ class GpuPosePipeline:
         the previous chunk's poses."""
         pinned = self.device.type == "cuda"
         chunks = streams.prefetch((_stack(c, pinned) for c in streams.chunked(iter(frames), frames_per_batch)), prefetch)
-        for poses in streams.prefetch(map(self, chunks), 2):
-            yield from poses
+        yield from itertools.chain.from_iterable(_ahead(map(self.submit, chunks), 2))
 
 
 def split_poses(out: dict[str, np.ndarray], frames: int) -> list[Poses]:
@@ -358,12 +380,15 @@ class GpuPoseEstimator:
                 yield _stack(chunk, pinned)
 
         chunks = streams.prefetch(stacked(), prefetch)
-        for found in streams.prefetch(map(self.pipeline, chunks), 2):
+        for found in _ahead(map(self.pipeline.submit, chunks), 2):
             yield from zip(self._finish(found), found) if with_detections else self._finish(found)
 
-    @torch.inference_mode()
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
         """Keypoints for given person boxes (e.g. ground-truth boxes), one frame at a time."""
+        return self._finish(self.pipeline.on_device(self._keypoints_for, images, people))
+
+    @torch.inference_mode()
+    def _keypoints_for(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
         out = []
         device = self.pipeline.device
         for image, found in zip(images, people):
@@ -373,16 +398,30 @@ class GpuPoseEstimator:
                                                                                          device=device))
             out.append(found.replace(keypoints=keypoints.float().cpu().numpy(),
                                      keypoint_scores=scores.float().cpu().numpy()))
-        return self._finish(out)
+        return out
 
-    @torch.inference_mode()
     def detector(self, image: np.ndarray) -> Poses:
         """The person boxes of one (H, W, 3) uint8 BGR image (keypoints zero), as `Detector` returns them."""
+        return self.pipeline.on_device(self._detect, image)
+
+    @torch.inference_mode()
+    def _detect(self, image: np.ndarray) -> Poses:
         frames = torch.from_numpy(np.ascontiguousarray(image)[None]).to(self.pipeline.device)
         boxes, scores, _ = self.pipeline.detect_device(frames)
         n = boxes.shape[0]
         return Poses(boxes=boxes.float().cpu().numpy(), box_scores=scores.float().cpu().numpy(),
                      keypoints=np.zeros((n, 17, 2), np.float32), keypoint_scores=np.zeros((n, 17), np.float32))
+
+
+def _ahead(futures: Iterable[Future], depth: int) -> Iterator[Any]:
+    """The results of `futures` in order, keeping `depth` of them submitted ahead of the one taken."""
+    pending: deque = deque()
+    for future in futures:
+        pending.append(future)
+        if len(pending) > depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _same_size_runs(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:

@@ -81,15 +81,17 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", required=True)
     p.add_argument("--frames", type=int, default=3000)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="where product.json and the logs go")
+    p.add_argument("--work", default="/tmp/posekit-product", help="scratch folder: the videos and the commands' outputs")
     p.add_argument("--device", default="cuda")
     p.add_argument("--backend", default="inductor")
     p.add_argument("--precision", default="fp16")
     p.add_argument("--profile", action="store_true", help="also cProfile `estimator.stream` in this process")
     p.add_argument("--skip", default="", help="comma-separated steps to skip: engine,library,infer,track")
     args = p.parse_args()
-    out = Path(args.out)
+    out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     report: dict = {"frames": args.frames, "device": args.device, "backend": args.backend, "precision": args.precision}
 
     def save() -> None:
@@ -105,12 +107,12 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         report["torch"] = repr(exc)
     skip = set(args.skip.split(","))
-    long_video = make_video(args.video, args.frames, out.parent / "long.mp4")
+    long_video = make_video(args.video, args.frames, work / "long.mp4")
     short_n = max(1, args.frames // 10)
-    short_video = make_video(args.video, short_n, out.parent / "short.mp4")
+    short_video = make_video(args.video, short_n, work / "short.mp4")
     log(f"videos: {args.frames} and {short_n} frames")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(out.parent / "inductor-cache"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor-cache"))
     env["TORCHINDUCTOR_CACHE_DIR"] = os.environ["TORCHINDUCTOR_CACHE_DIR"]
     options = ["--device", args.device, "--backend", args.backend, "--precision", args.precision]
 
@@ -162,9 +164,10 @@ def main() -> int:
             runs = {}
             for label, video in (("warm-cache-1", short_video), ("short", short_video), ("long", long_video)):
                 seconds, text = timed_command(["-v", command, str(video), "--out",
-                                               str(out.parent / f"{command}-{label}"), *extra, *options], env)
+                                               str(work / f"{command}-{label}"), "--overwrite", *extra, *options], env)
                 runs[label] = round(seconds, 2)
-                (out / f"{command}-{label}.log").write_text(text[-20000:])
+                with open(out / "commands.log", "a") as f:
+                    f.write(f"===== posekit {command} {label} ({seconds:.1f} s)\n{text[-6000:]}\n")
                 log(f"{command} {label}: {seconds:.1f} s")
             steady = (args.frames - short_n) / (runs["long"] - runs["short"])
             report[command] = {**runs, "steady_frames_per_s": round(steady, 1),

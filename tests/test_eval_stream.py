@@ -19,22 +19,25 @@ from paths import COCO_ANN, COCO_IMAGES
 # `evaluate` on the shared set as it was before it streamed (main at cd8477b: every image decoded
 # first, then one estimate_batch([image]), one detector(image) and one estimate_boxes([image], gt)
 # per image), default models and the bottom-up model. The streamed pass must give these exactly.
+# Updated once since: people in whose box the pose model sees no keypoint are no longer reported
+# (2 of 63 with the default models, 1 of 48 ground-truth boxes, 7 of 38 bottom-up); every keypoint
+# AP stayed the same, the bottom-up model's box AP went from 0.3931 to 0.3883.
 BEFORE = {
     None: {
-        "people": 63,
+        "people": 61,
         "detector": {"AP": 0.7845203076208243, "AP50": 0.9891089108910892, "AP75": 0.8444130127298445,
-                     "APm": 0.7631353135313531, "APl": 0.8261166885919362, "AR": 0.8099999999999999, "people": 63},
+                     "APm": 0.7631353135313531, "APl": 0.8261166885919362, "AR": 0.8099999999999999, "people": 61},
         "gt": {"AP": 0.8161165557620943, "AP50": 1.0, "AP75": 0.8945917580263775, "APm": 0.8049864986498649,
-               "APl": 0.8274886334787326, "AR": 0.8300000000000001, "people": 48},
+               "APl": 0.8274886334787326, "AR": 0.8300000000000001, "people": 47},
         "box": {"AP": 0.5703158377692507, "AP50": 0.7695285430981229, "AP75": 0.6277917400841747,
                 "APs": 0.2233621658869184, "APm": 0.7831757476176291, "APl": 0.8123975927004465},
     },
     "movenet-multipose": {
-        "people": 38,
+        "people": 31,
         "detector": {"AP": 0.4050194894071348, "AP50": 0.7309513560051658, "AP75": 0.36771979993030357,
-                     "APm": 0.3024634606317775, "APl": 0.5365452699116066, "AR": 0.44000000000000006, "people": 38},
-        "box": {"AP": 0.3931321945913131, "AP50": 0.5197317151069946, "AP75": 0.45544554455445546,
-                "APs": 0.017821782178217813, "APm": 0.4695269526952695, "APl": 0.7952441850519893},
+                     "APm": 0.3024634606317775, "APl": 0.5365452699116066, "AR": 0.44000000000000006, "people": 31},
+        "box": {"AP": 0.38834139293050185, "AP50": 0.5037623762376238, "AP75": 0.45544554455445546,
+                "APs": 0.017821782178217813, "APm": 0.4695269526952695, "APl": 0.7744521058440685},
     },
 }
 
