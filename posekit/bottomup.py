@@ -52,7 +52,7 @@ class BottomUpEstimator:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if threads is None and workers > 1:
             threads = 1
-        self.precision = precision or default_precision(backend, device)
+        self.precision = precision or default_precision(backend, device, self.spec)
         self.engine = make_engine(self.spec, backend, self.precision, device, **engine_options(backend, threads))
         self.side = int(side or max(self.spec.input_size))
         if self.side % self.family.multiple:

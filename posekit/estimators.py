@@ -109,9 +109,9 @@ def make_estimator(det: str | None = None, pose: str = "movenet-thunder", device
     workers, ...); the torch pipeline takes det_score_threshold, oks_threshold, min_score and
     frames_per_batch.
     """
-    precision = precision or default_precision(backend, device)
-    check_backend(backend, precision)
     pose_spec = registry.resolve(pose)
+    precision = precision or default_precision(backend, device, pose_spec)
+    check_backend(backend, precision)
     if pose_spec.task != "pose":
         raise ValueError(f"{pose_spec.name} is a {pose_spec.task} model, not a pose model; pose models: "
                          f"{', '.join(registry.names('pose'))}")

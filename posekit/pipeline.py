@@ -107,7 +107,8 @@ class PoseEstimator:
         self.detector = det if isinstance(det, Detector) else Detector(
             det, device=device, backend=backend, precision=det_precision, score_threshold=det_score_threshold,
             iou_threshold=det_iou_threshold, threads=threads)
-        self.precision = precision or default_precision(backend, device)
+        self.precision = precision or default_precision(
+            backend, device, pose if isinstance(pose, (str, registry.ModelSpec)) else None)
         self.pose = _pose_model(pose, device, backend, self.precision, threads, flip)
         self.crop_scale = float(crop_scale)
         self._crop = getattr(self.pose, "crop", None) or affine_crop  # the family's crop convention

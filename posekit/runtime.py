@@ -16,10 +16,19 @@ from posekit.engines import TensorSpec, engine_class
 from posekit.registry import ModelSpec
 
 
-def default_precision(backend: str, device: str = "cpu") -> str:
+def default_precision(backend: str, device: str = "cpu", model: ModelSpec | str | None = None) -> str:
     """The pose model's precision when none is asked for: int8 for ONNX Runtime on the CPU (the
-    cached calibrated build), fp32 everywhere else."""
-    return "int8" if backend == "onnxruntime" and device == "cpu" else "fp32"
+    cached calibrated build) where `model`'s family says INT8 holds (``Family.cpu_int8``; any
+    family when `model` is None), fp32 everywhere else."""
+    if backend != "onnxruntime" or device != "cpu":
+        return "fp32"
+    if model is not None:
+        from posekit import families
+        from posekit.registry import resolve
+
+        if not families.of(resolve(model)).cpu_int8:
+            return "fp32"
+    return "int8"
 
 
 def engine_options(backend: str, threads: int | None) -> dict[str, Any]:

@@ -40,11 +40,18 @@ class Family:
                    their outputs so; an artefact with other names is taken in its own order)
     torch_network: "module:function" building the torch network from a registry entry
                    (``fn(spec, weights=None, download=True) -> nn.Module``); None: no torch network
+    int8_options:  `posekit.quantize.QuantOptions` fields this family's INT8 builds override
+                   (``posekit.build.int8_options`` starts from settings that hold on any x86 CPU)
+    cpu_int8:      whether INT8 is this family's default precision for ONNX Runtime on the CPU
+                   (False: FP32 is, because no INT8 build measured both as accurate and faster;
+                   INT8 is still built when asked for)
     """
 
     name: str
     output_names: tuple[str, ...]
     torch_network: str | None = None
+    int8_options: dict[str, Any] = field(default_factory=dict)
+    cpu_int8: bool = True
     kind: str = field(init=False, default="")
 
     def build_torch(self, spec: Any, weights: Any = None, download: bool = True) -> Any:
