@@ -10,12 +10,21 @@ emulates AVX2 but not AVX-512), with the detector's boxes and the crops fixed na
   POSEKIT_MODELS=../shared/models python scripts/int8_isa.py prepare --model movenet-thunder --out /tmp/isa
   # 2. each variant's raw outputs on those crops, natively and on an emulated AVX2 CPU (EPYC Rome)
   python scripts/int8_isa.py run --out /tmp/isa --tag native
-  qemu-x86_64 -cpu EPYC-Rome $(which python) scripts/int8_isa.py run --out /tmp/isa --tag avx2
-  # 3. natively: AP of each (variant, tag) through posekit.evaluate, keypoint error against FP32
-  POSEKIT_MODELS=../shared/models python scripts/int8_isa.py score --out /tmp/isa
+  qemu-x86_64 -cpu EPYC-Rome $(which python) scripts/int8_isa.py run --out /tmp/isa --tag avx2 \
+      --only u8s8,u8s8-reduce-range --batches 12
+  # 3. natively: AP of each (variant, tag) through posekit.evaluate (full runs only), keypoint
+  #    error against FP32, and for emulated rows how far the outputs are from the same model's native ones
+  POSEKIT_MODELS=../shared/models python scripts/int8_isa.py score --out /tmp/isa [--batches 12]
 
-`prepare --speed` also times each variant natively (batch 1 and 8, one thread, ms per crop).
-Step 2 needs only numpy and onnxruntime (the emulated run imports nothing else).
+`speed` (or `prepare --speed`) times each variant natively (batch 1 and 8, one thread, ms per crop).
+Step 2 needs only numpy and onnxruntime (the emulated run imports nothing else). Under QEMU 7.2's
+TCG (apt-get install qemu-user) a MoveNet-Thunder crop takes ~30 s in INT8 (its float FPN and
+heads are the slow part) and ~4 min in FP32, a TinyPose crop a few seconds in INT8: hence --batches.
+Check what the emulated CPU offers with numpy's view of CPUID:
+  qemu-x86_64 -cpu EPYC-Rome $(which python) -c "from numpy._core._multiarray_umath import __cpu_features__ as f; print(f['AVX2'], f['AVX512VNNI'])"
+Found (2026-11-30, ONNX Runtime 1.32): u8s8 outputs differ between this AVX-512 VNNI CPU and the
+emulated EPYC Rome (a MoveNet keypoint by 81 px, a TinyPose one by 188 px); with reduce_range they
+are bit-identical.
 """
 
 from __future__ import annotations
@@ -79,7 +88,6 @@ def variants(model: str, source: Path) -> dict:
             "s8s8": dataclasses.replace(base, activation_type="int8")}
     if model.startswith("tinypose"):
         nodes = [n for n in onnx.load(str(source), load_external_data=False).graph.node]
-        names = [n.name for n in nodes]
         convs = [n.name for n in nodes if n.op_type == "Conv"]
         last = tuple(convs[-1:])
         tail = tuple(convs[-6:])
@@ -93,7 +101,6 @@ def variants(model: str, source: Path) -> dict:
             "tail6-float-u8u8": dataclasses.replace(plain, exclude_nodes=tail, weight_type="uint8"),
             "first+last-float-u8u8": dataclasses.replace(plain, exclude_nodes=tuple(convs[:1]) + last, weight_type="uint8"),
         })
-        del names
     return rows
 
 
@@ -133,19 +140,37 @@ def prepare(args) -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     print(json.dumps(meta, indent=2), flush=True)
     if args.speed:
-        x1, x8 = calib[:1], np.resize(calib, (8, *calib.shape[1:]))  # the packaged crops, at the input size
-        engines = {n: OnnxRuntimeEngine(out / t["file"], threads=1) for n, t in table.items()}
-        times = {n: {1: [], 8: []} for n in engines}
-        for _ in range(args.repeats):  # interleaved, the 10th percentile: other load only adds time
-            for n, e in engines.items():
-                for b, xb in ((1, x1), (8, x8)):
-                    t = time.perf_counter()
-                    e(xb)
-                    times[n][b].append((time.perf_counter() - t) * 1000 / b)
-        speed = {n: {f"ms_per_crop_b{b}": round(float(np.percentile(v[b][2:], 10)), 2) for b in (1, 8)}
-                 for n, v in times.items()}
-        (out / "speed.json").write_text(json.dumps(speed, indent=2))
-        print(json.dumps(speed, indent=2))
+        speed(args)
+
+
+def speed(args) -> None:
+    """Native ms per crop of each variant, batch 1 and 8, one thread, on the model's input size
+    (the packaged calibration crops); calls interleaved across variants, the 10th percentile kept
+    (other load on a shared machine only ever adds time)."""
+    from posekit import registry
+    from posekit.calibration import packaged_crops, to_network_input
+    from posekit.engines.onnxruntime import OnnxRuntimeEngine
+
+    out = Path(args.out)
+    meta = json.loads((out / "meta.json").read_text())
+    spec = registry.get(meta["model"])
+    engines = {n: OnnxRuntimeEngine(out / t["file"], threads=1) for n, t in meta["variants"].items()
+               if not args.only or n in args.only.split(",")}
+    calib = to_network_input(packaged_crops(spec.input_size)[:8], spec, next(iter(engines.values())).inputs[0])
+    x1, x8 = calib[:1], np.resize(calib, (8, *calib.shape[1:]))
+    times = {n: {1: [], 8: []} for n in engines}
+    for _ in range(args.repeats):
+        for n, e in engines.items():
+            for b, xb in ((1, x1), (8, x8)):
+                t = time.perf_counter()
+                e(xb)
+                times[n][b].append((time.perf_counter() - t) * 1000 / b)
+    path = out / "speed.json"
+    table = json.loads(path.read_text()) if path.exists() else {}
+    table.update({n: {f"ms_per_crop_b{b}": round(float(np.percentile(v[b][2:], 10)), 2) for b in (1, 8)}
+                  for n, v in times.items()})
+    path.write_text(json.dumps(table, indent=2))
+    print(json.dumps({n: table[n] for n in engines}, indent=2))
 
 
 def run(args) -> None:
@@ -253,14 +278,16 @@ def main() -> int:
     b.add_argument("--tag", required=True)
     b.add_argument("--threads", type=int, default=1)
     b.add_argument("--batches", type=int, help="only the first N recorded batches (AP then needs a full run)")
+    d = sub.add_parser("speed")
+    d.add_argument("--repeats", type=int, default=30)
     c = sub.add_parser("score")
     c.add_argument("--tags", default="native,avx2")
     c.add_argument("--batches", type=int, help="keypoint errors on the first N batches only (as a partial run)")
-    for s in (a, b, c):
+    for s in (a, b, c, d):
         s.add_argument("--out", required=True)
         s.add_argument("--only", help="comma-separated variants")
     args = p.parse_args()
-    {"prepare": prepare, "run": run, "score": score}[args.step](args)
+    {"prepare": prepare, "run": run, "speed": speed, "score": score}[args.step](args)
     return 0
 
 
