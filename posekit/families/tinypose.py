@@ -52,7 +52,8 @@ def decode_torch(outputs, input_size: tuple[int, int]):
 # BENCHMARKS.md) FP32 scores 0.795 AP; INT8 with every op quantised 0.673 (u8s8; 0.632 on an
 # emulated CPU without VNNI), 0.710 with 7-bit weights (reduce_range; the same without VNNI),
 # 0.686 u8u8, 0.662 Conv only, 0.687-0.710 with the first and/or last convs in float; none
-# within a point of FP32, and none clearly faster on the CPU. So FP32 is the family's CPU default; INT8 (built when asked) takes posekit.build's ISA-safe settings.
+# within a point of FP32, and none clearly faster on the CPU. So FP32 is the family's CPU default;
+# INT8 (built when asked) takes posekit.build's ISA-safe settings.
 FAMILY = TopDownFamily(
     name="tinypose",
     output_names=("heatmaps",),
