@@ -36,7 +36,20 @@ ENTRY = "entry.json"
 # 4: INT8 pose models keep the stem, FPN and heads in float, moving-average calibration
 # 5: ONNX Runtime pose engines take any height and width (crops shaped like the person); INT8 pose
 #    models are calibrated on the packaged crops (posekit/assets/calibration-crops.jpg)
-BUILD_FORMAT = 5
+# 6: INT8 weights are 7-bit (reduce_range), so ONNX Runtime's u8s8 kernels cannot saturate on
+#    x86 CPUs without VNNI (AVX2 / AVX-512 vpmaddubsw: 16-bit sums of two products); families may
+#    override INT8 options (`Family.int8_options`)
+BUILD_FORMAT = 6
+
+# INT8 settings that compute the same on every x86 CPU. ONNX Runtime multiplies uint8 activations
+# by int8 weights; without VNNI (e.g. AMD EPYC Rome/Milan, Intel before Cascade Lake) it sums
+# pairs of products in 16 bits (`vpmaddubsw`), which saturates when |w| > 64: 2 * 255 * 127 >
+# 32767. 7-bit weights (|w| <= 64: 2 * 255 * 64 = 32640) cannot, so the sums are exact there as
+# with VNNI. Measured with scripts/int8_isa.py (native AVX-512 VNNI, and a CPU without VNNI
+# emulated by qemu-user -cpu EPYC-Rome): MoveNet-Thunder AP 0.7082 FP32, 0.6975 u8s8 (and its
+# outputs change without VNNI), 0.7114 u8s8 reduce_range at the same speed; u8u8 (0.6825) is
+# slower than FP32 and s8s8 (0.6911) saturates too.
+ISA_SAFE_INT8 = {"reduce_range": True}
 COCO_MINI_ANNOTATIONS = "person_keypoints_val2017_mini.json"
 
 
@@ -261,21 +274,27 @@ def calibration_set(model: str, onnx_path: Path, limit: int = 64):
 
 
 def int8_options(model: str, source: Path):
-    """The INT8 quantisation of `model`: for a pose model every op is quantised (Add, Resize,
-    Concat too: far more accurate than Conv alone) except the nodes its family keeps in float
-    (MoveNet: the stem, FPN and heads), with activation ranges averaged over the calibration crops
-    (CalibMovingAverage) rather than their extremes."""
+    """The INT8 quantisation of `model`: 7-bit weights (`ISA_SAFE_INT8`: the same results on x86
+    CPUs with and without VNNI); for a pose model every op is quantised (Add, Resize, Concat too:
+    far more accurate than Conv alone) except the nodes its family keeps in float (MoveNet: the
+    stem, FPN and heads), with activation ranges averaged over the calibration crops
+    (CalibMovingAverage) rather than their extremes; then the family's own `int8_options`."""
+    import dataclasses
+
     from posekit import families
     from posekit.quantize import QuantOptions
 
     spec = registry.get(model)
+    family = families.of(spec)
     if spec.task != "pose":
-        return QuantOptions()
-    import onnx
+        options = QuantOptions(**ISA_SAFE_INT8)
+    else:
+        import onnx
 
-    graph = onnx.load(str(source), load_external_data=False).graph
-    keep = families.of(spec).int8_keep_float([n.name for n in graph.node])
-    return QuantOptions(op_types=None, exclude_nodes=keep, extra={"CalibMovingAverage": True})
+        graph = onnx.load(str(source), load_external_data=False).graph
+        keep = family.int8_keep_float([n.name for n in graph.node])
+        options = QuantOptions(op_types=None, exclude_nodes=keep, extra={"CalibMovingAverage": True}, **ISA_SAFE_INT8)
+    return dataclasses.replace(options, **family.int8_options)
 
 
 def _build_onnxruntime(request: BuildRequest, force: bool) -> Path:

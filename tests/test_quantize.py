@@ -36,11 +36,12 @@ def test_int8_detector_finds_the_same_people(frames):
 
 
 def test_int8_pose_model_stays_within_tolerance(shared_env):
-    """MoveNet-Thunder INT8 (backbone QDQ per-channel, stem, FPN and heads float, calibrated on the
-    30 packaged crops from the demo video, none of these) against FP32 on 20 COCO person crops.
-    Measured: median 0.50 px, 88% within 2 px, 99% within 8 px, scores 0.046 apart on average
-    (calibrated on the COCO crops themselves it was 0.33 px and 92%; every op quantised, 1.34 px
-    and 71%)."""
+    """MoveNet-Thunder INT8 (backbone QDQ per-channel with 7-bit weights, stem, FPN and heads float,
+    calibrated on the 30 packaged crops from the demo video, none of these) against FP32 on 20 COCO
+    person crops. Measured: median 0.87 px, 74% within 2 px, 93% within 8 px, scores 0.064 apart on
+    average. 7-bit weights (reduce_range) cost this agreement (8-bit: 0.50 px, 88%, 99%, 0.046, on a
+    CPU with VNNI only: without VNNI 8-bit sums saturate) but not AP (see the AP test); they compute
+    the same on every x86 CPU, so these bounds hold with and without VNNI."""
     from posekit.ops.movenet import decode_movenet
 
     crops = real_inputs("movenet-thunder", COCO_ANN, limit=40)
@@ -53,9 +54,9 @@ def test_int8_pose_model_stays_within_tolerance(shared_env):
     print(f"INT8 keypoints: median {np.median(d):.2f} px, within 2 px {(d <= 2).mean():.2f}, "
           f"within 8 px {(d <= 8).mean():.2f}, score mean abs {np.abs(sa - sb).mean():.3f}")
     assert np.median(d) < 1.0  # input pixels, of 256
-    assert (d <= 2).mean() > 0.85
-    assert (d <= 8).mean() > 0.95
-    assert np.abs(sa - sb).mean() < 0.05
+    assert (d <= 2).mean() > 0.70
+    assert (d <= 8).mean() > 0.90
+    assert np.abs(sa - sb).mean() < 0.075
 
 
 def test_int8_pose_model_keeps_fpn_and_heads_float(shared_env):
@@ -76,7 +77,9 @@ def test_int8_pose_model_keeps_fpn_and_heads_float(shared_env):
 def test_int8_pose_ap_on_the_shared_images(shared_env):
     """Keypoint AP of the default pipeline with INT8 MoveNet-Thunder on the 19 shared COCO images
     (detector boxes), square crops. FP32: 0.7125; INT8 with every op quantised: 0.662; this INT8
-    (calibrated on the packaged demo-video crops): 0.7006."""
+    (calibrated on the packaged demo-video crops, 7-bit weights): 0.6998, the same on CPUs with and
+    without VNNI (its outputs were bit-identical on an emulated EPYC Rome, scripts/int8_isa.py); with
+    8-bit weights it was 0.7006 on this VNNI CPU and 0.676 on an AVX2 EPYC (full pipeline)."""
     from posekit.pose_models import TopDownModel
     from posekit.evaluate import evaluate
     from posekit.pipeline import PoseEstimator
@@ -85,7 +88,46 @@ def test_int8_pose_ap_on_the_shared_images(shared_env):
     report = evaluate(COCO_ANN, COCO_ANN.parent / "images",
                       PoseEstimator(det="rtmdet-nano-person", pose=pose, workers=1, crop_shape="square"),
                       boxes=("detector",))
+    print(f"INT8 AP {report['detector']['AP']:.4f}")
     assert report["detector"]["AP"] >= 0.6975  # FP32 0.7125 - 1.5 points
+
+
+@pytest.mark.parametrize("model", ["movenet-thunder", "rtmdet-nano-person"])
+def test_int8_weights_cannot_saturate_without_vnni(shared_env, model):
+    """posekit's INT8 builds compute the same on every x86 CPU: ONNX Runtime's u8s8 kernels on
+    CPUs without VNNI (AVX2, AVX-512F) add two uint8 x int8 products in 16 bits, which saturates
+    unless |weight| <= 64 (2 * 255 * 64 = 32640 <= 32767). So every int8 weight is 7-bit
+    (reduce_range). With 8-bit weights (BUILD_FORMAT 5) MoveNet-Thunder's outputs moved by up to
+    46 and a keypoint by 81 px on an emulated EPYC Rome against this VNNI CPU (scripts/int8_isa.py)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model_proto = onnx.load(str(build(model, precision="int8")))
+    graph = model_proto.graph
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    quantised = [weights[n.input[0]] for n in graph.node
+                 if n.op_type == "DequantizeLinear" and n.input[0] in weights and weights[n.input[0]].dtype == np.int8]
+    assert len(quantised) > 20, f"{model}: expected int8 weights in the INT8 build, found {len(quantised)}"
+    widest = max(int(np.abs(w.astype(np.int32)).max()) for w in quantised)
+    assert widest <= 64, f"{model} INT8: expected int8 weights within +-64 (7-bit), found |w| up to {widest}"
+    activations = {n.input[2] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2}
+    assert all(weights[a].dtype == np.uint8 for a in activations if a in weights), \
+        f"{model} INT8: expected uint8 activations (u8s8)"
+
+
+@pytest.mark.parametrize("model, backend, device, expected", [
+    ("movenet-thunder", "onnxruntime", "cpu", "int8"),
+    ("movenet-lightning", "onnxruntime", "cpu", "int8"),
+    ("tinypose-256x192", "onnxruntime", "cpu", "fp32"),  # no INT8 build within a point of FP32
+    ("tinypose-128x96", "onnxruntime", "cpu", "fp32"),
+    ("movenet-multipose", "onnxruntime", "cpu", "fp32"),  # INT8 AP 0.325 vs 0.405 (BENCHMARKS.md)
+    ("movenet-thunder", "onnxruntime", "cuda", "fp32"),
+    ("movenet-thunder", "tensorrt", "cuda", "fp32"),
+])
+def test_default_precision_follows_the_family(model, backend, device, expected):
+    from posekit.runtime import default_precision
+
+    assert default_precision(backend, device, model) == expected
 
 
 def test_missing_model_names_the_file(tmp_path):

@@ -40,11 +40,14 @@ class Family:
                    their outputs so; an artefact with other names is taken in its own order)
     torch_network: "module:function" building the torch network from a registry entry
                    (``fn(spec, weights=None, download=True) -> nn.Module``); None: no torch network
+    int8_options:  `posekit.quantize.QuantOptions` fields this family's INT8 builds override
+                   (``posekit.build.int8_options`` starts from settings that hold on any x86 CPU)
     """
 
     name: str
     output_names: tuple[str, ...]
     torch_network: str | None = None
+    int8_options: dict[str, Any] = field(default_factory=dict)
     kind: str = field(init=False, default="")
 
     def build_torch(self, spec: Any, weights: Any = None, download: bool = True) -> Any:
@@ -76,7 +79,8 @@ class TopDownFamily(Family):
     any_size:      the network takes crops of any height and width (multiples of 32), so crops may be
                    shaped like the person (`PoseEstimator(crop_shape="fit")`)
     int8_keep_float: fn(node names of the float ONNX) -> names INT8 quantisation leaves in float
-    int8_on_cpu:   INT8 is this family's CPU default (it keeps its accuracy there, measured)
+    int8_on_cpu:   INT8 is this family's default precision for ONNX Runtime on the CPU (set only where
+                   an INT8 build measured both as accurate and faster; INT8 is still built when asked)
     crop:          fn(image, boxes (N, 4) xyxy, (h, w), scale) -> (crops (N, h, w, 3), CropTransform):
                    how the family cuts person crops (the coordinate convention it was trained in);
                    None: `posekit.ops.crop.affine_crop`

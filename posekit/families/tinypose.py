@@ -48,6 +48,12 @@ def decode_torch(outputs, input_size: tuple[int, int]):
     return decode_heatmaps_torch(outputs[0], input_size=input_size)
 
 
+# INT8 does not hold here: on the shared val set with PicoDet-S-320 boxes (scripts/int8_isa.py,
+# BENCHMARKS.md) FP32 scores 0.795 AP; INT8 with every op quantised 0.673 (u8s8; 0.632 on an
+# emulated CPU without VNNI), 0.710 with 7-bit weights (reduce_range; the same without VNNI),
+# 0.686 u8u8, 0.662 Conv only, 0.687-0.710 with the first and/or last convs in float; none
+# within a point of FP32, and none clearly faster on the CPU. So FP32 is the family's CPU default;
+# INT8 (built when asked) takes posekit.build's ISA-safe settings.
 FAMILY = TopDownFamily(
     name="tinypose",
     output_names=("heatmaps",),
@@ -58,4 +64,5 @@ FAMILY = TopDownFamily(
     merge_flip=_merge_flip,
     any_size=False,
     crop=_crop,
+    int8_on_cpu=False,
 )
