@@ -53,7 +53,7 @@ class PoseEstimator:
                          default PP-TinyPose-256x192 (the most accurate combination that is at least 2x
                          the plain per-person loop on the CPU: `posekit bench --stage models`, BENCHMARKS.md)
     det_score_threshold: detector boxes below are dropped (None: the detector's registered default,
-                         0.3 for PicoDet, 0.2 otherwise)
+                         0.35 for PicoDet, 0.2 otherwise)
     crop_scale:          crop side = `crop_scale` x the box's longer side (after matching the input aspect)
     crop_shape:          "fit": each crop shaped and sized like its person (a standing person runs at
                          256x128, about half the work of 256x256; a small one at 192 rather than

@@ -18,19 +18,22 @@ from paths import COCO_ANN, COCO_IMAGES
 
 # `evaluate` on the shared set as it was before it streamed (main at cd8477b: every image decoded
 # first, then one estimate_batch([image]), one detector(image) and one estimate_boxes([image], gt)
-# per image), default models and the bottom-up model. The streamed pass must give these exactly.
-# Updated once since: people in whose box the pose model sees no keypoint are no longer reported
-# (2 of 63 with the default models, 1 of 48 ground-truth boxes, 7 of 38 bottom-up); every keypoint
-# AP stayed the same, the bottom-up model's box AP went from 0.3931 to 0.3883.
+# per image), default models and the bottom-up model, as measured on this project's machine. The
+# streamed pass must equal the same per-image loop run on the CPU at hand (per_image_reference),
+# and these figures within a CPU's rounding.
+# Updated since for two deliberate changes: people in whose box the pose model sees no keypoint are
+# no longer reported (2 of 63 with the default models, 1 of 48 ground-truth boxes, 7 of 38
+# bottom-up; every keypoint AP stayed the same, the bottom-up box AP went from 0.3931 to 0.3883),
+# and PicoDet's default threshold went from 0.3 to 0.35 (50 people, AP 0.7845 -> 0.7700).
 BEFORE = {
     None: {
-        "people": 61,
-        "detector": {"AP": 0.7845203076208243, "AP50": 0.9891089108910892, "AP75": 0.8444130127298445,
-                     "APm": 0.7631353135313531, "APl": 0.8261166885919362, "AR": 0.8099999999999999, "people": 61},
+        "people": 50,
+        "detector": {"AP": 0.7700471817368073, "AP50": 0.9594059405940595, "AP75": 0.8444130127298445,
+                     "APm": 0.7571947194719472, "APl": 0.8001700939324702, "AR": 0.7899999999999999, "people": 50},
         "gt": {"AP": 0.8161165557620943, "AP50": 1.0, "AP75": 0.8945917580263775, "APm": 0.8049864986498649,
                "APl": 0.8274886334787326, "AR": 0.8300000000000001, "people": 47},
-        "box": {"AP": 0.5703158377692507, "AP50": 0.7695285430981229, "AP75": 0.6277917400841747,
-                "APs": 0.2233621658869184, "APm": 0.7831757476176291, "APl": 0.8123975927004465},
+        "box": {"AP": 0.5628864281616234, "AP50": 0.7552271129551088, "AP75": 0.6277917400841747,
+                "APs": 0.21513672795851016, "APm": 0.7831757476176291, "APl": 0.7957639293341099},
     },
     "movenet-multipose": {
         "people": 31,
@@ -42,15 +45,46 @@ BEFORE = {
 }
 
 
-def check_report(report: dict, expected: dict, what: str) -> None:
+def per_image_reference(estimator) -> dict:
+    """`evaluate` as it was before it streamed, computed here on this machine: every image on its
+    own through estimate_batch, detector and estimate_boxes, then pycocotools."""
+    from posekit.evaluate import coco_eval, gt_boxes
+    from posekit.io import poses_to_coco
+
+    coco = load_annotations(COCO_ANN)
+    results: dict[str, list] = {"detector": [], "gt": [], "box": []}
+    for image_id in sorted(coco.getImgIds()):
+        image = read_image(COCO_IMAGES / coco.imgs[image_id]["file_name"])
+        results["detector"].extend(poses_to_coco(estimator.estimate_batch([image])[0], image_id))
+        found = estimator.detector(image)
+        results["box"].extend({"image_id": image_id, "category_id": 1, "score": float(s),
+                               "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+                              for b, s in zip(found.boxes, found.box_scores))
+        if getattr(estimator, "takes_boxes", True):
+            results["gt"].extend(poses_to_coco(estimator.estimate_boxes([image], [gt_boxes(coco, image_id)])[0], image_id))
+    report: dict = {"images": len(coco.getImgIds()), "people": len(results["detector"])}
+    for mode, iou_type in (("detector", "keypoints"), ("gt", "keypoints"), ("box", "bbox")):
+        if mode == "gt" and not getattr(estimator, "takes_boxes", True):
+            continue
+        stats, _ = coco_eval(coco, results[mode], iou_type)
+        report[mode] = {**stats, **({"people": len(results[mode])} if mode != "box" else {})}
+    return report
+
+
+def check_report(report: dict, expected: dict, what: str, exact: bool = True) -> None:
+    """`report` against `expected`: exactly (a reference computed on this machine), or, for the
+    figures recorded in BEFORE (measured on one CPU), people counts within 2 and each figure
+    within 0.02 (float32 sums differ a little between CPUs; a broken pipeline is off by far more)."""
     assert report["images"] == 19, f"{what}: expected 19 images, found {report['images']}"
-    assert report["people"] == expected["people"], f"{what}: expected {expected['people']} people, found {report['people']}"
+    close = (lambda a, b: a == b) if exact else (lambda a, b: abs(a - b) <= (2 if isinstance(b, int) else 0.02))
+    assert close(report["people"], expected["people"]), f"{what}: expected {expected['people']} people, found {report['people']}"
     for mode in ("detector", "gt", "box"):
         if mode not in expected:
             assert mode not in report, f"{what}: expected no {mode} section, found {report.get(mode)}"
             continue
         found = {k: report[mode][k] for k in expected[mode]}
-        assert found == expected[mode], f"{what} {mode}: expected {expected[mode]}, found {found}"
+        assert all(close(found[k], v) for k, v in expected[mode].items()), \
+            f"{what} {mode}: expected {expected[mode]}, found {found}"
 
 
 @pytest.mark.parametrize("pose", list(BEFORE), ids=lambda p: p or "default")
@@ -58,7 +92,11 @@ def test_eval_same_as_before(pose, shared_env):
     estimator = make_estimator(pose=pose)
     progress = []
     report = evaluate(COCO_ANN, COCO_IMAGES, estimator, progress=lambda: progress.append(1))
-    check_report(report, BEFORE[pose], f"evaluate({pose or 'default'})")
+    reference = per_image_reference(estimator)
+    check_report(report, {k: ({m: v[m] for m in BEFORE[pose][k]} if isinstance(v, dict) else v)
+                          for k, v in reference.items() if k in BEFORE[pose] or k in ("images", "people")},
+                 f"evaluate({pose or 'default'}) vs the per-image loop")
+    check_report(report, BEFORE[pose], f"evaluate({pose or 'default'}) vs the recorded figures", exact=False)
     passes = 2 if "gt" in BEFORE[pose] else 1
     assert len(progress) == 19 * passes, f"expected {19 * passes} progress calls, found {len(progress)}"
 

@@ -166,7 +166,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=3, help="posekit's worker threads (default %(default)s)")
     p.add_argument("--det-threshold", type=float, nargs="+", default=[None], metavar="T",
                    help="posekit's detector score threshold; several values time one posekit row each "
-                        "(default: the detector's own, 0.3 for PicoDet, 0.2 for the others)")
+                        "(default: the detector's own, 0.35 for PicoDet, 0.2 for the others)")
     p.add_argument("--crop-shapes", default="fit", metavar="S",
                    help="posekit's crop shapes, comma-separated, one posekit row each: fit (shaped like the "
                         "person) or square (default %(default)s)")
