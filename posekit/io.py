@@ -70,7 +70,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
             w, h = struct.unpack("<ii", head[18:26])
             return abs(w), abs(h)
         if head[:2] == b"\xff\xd8":
-            return _jpeg_size(f)
+            return jpeg_size(f)
         if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
             return struct.unpack("<HH", head[6:10])
         if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
@@ -136,7 +136,7 @@ def _pnm_size(head: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _jpeg_size(f: Any) -> tuple[int, int] | None:
+def jpeg_size(f: Any) -> tuple[int, int] | None:
     f.seek(2)
     while True:
         byte = f.read(1)

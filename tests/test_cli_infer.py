@@ -67,7 +67,9 @@ def test_infer_images_and_video(tmp_path):
 
     lines = read_frame_records(out / "demo.jsonl")  # validated against the one schema
     assert [l["frame"] for l in lines] == [0, 1, 2, 3, 4]
-    assert all(len(l["poses"]) >= 5 for l in lines)  # a crowded street
+    # a crowded street of small people: the default (PicoDet boxes >= 0.35) reports 3-6 a frame, as
+    # many people scored above 0.3 as RTMDet-nano's boxes >= 0.2 gave (3-5 of its 15-24)
+    assert all(len(l["poses"]) >= 3 for l in lines) and sum(len(l["poses"]) for l in lines) >= 20
     for line in lines:
         k = np.array([p["keypoints"] for p in line["poses"]]).reshape(-1, 17, 2)
         assert (k[..., 0] >= -1).all() and (k[..., 0] <= 961).all() and (k[..., 1] <= 541).all()

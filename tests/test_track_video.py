@@ -58,9 +58,9 @@ def test_demo_video_ids_are_stable(demo_tracked):
     out, _ = demo_tracked
     frames = read_tracks(out / "demo.jsonl")
     counts = [len(frames[t]) for t in range(5)]
-    # Measured with RTMDet-nano + MoveNet-Thunder: 5 or 6 tracked people a frame, 7 IDs in all
-    # (5 people kept through all 5 frames, one from frame 1 on, one flickering at the right edge).
-    assert min(counts) >= 4, counts
+    # Measured with the default PicoDet-S-320 (boxes >= 0.35) + TinyPose: 3, 4, 4, 4, 4 tracked people
+    # (with RTMDet-nano boxes >= 0.2 + MoveNet-Thunder it was 5 or 6: more low-scored boxes).
+    assert min(counts) >= 3 and sum(counts) >= 16, counts
     ids = [set(frames[t].track_ids.tolist()) for t in range(5)]
     every = set().union(*ids)
     # IDs persist: at least 80% of one frame's people carry the same ID in the next frame.

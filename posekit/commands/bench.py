@@ -90,8 +90,10 @@ def _bench_models(args: argparse.Namespace) -> dict:
     dets = args.dets.split(",") if args.dets else registry.names("detector")
     dets = [d for d in dets if args.dets or not d.startswith("yolox-") or d == "yolox-nano"]  # the larger YOLOX sizes have no weights here
     poses = args.poses.split(",") if args.poses else registry.names("pose")
-    report = bench_models(args.images, args.ann, dets, poses, (args.precisions or "int8,fp32").split(","),
-                          repeat=args.repeat, workers=args.workers)
+    backend = args.backends.split(",")[0].split(":")[0]
+    default_precisions = "int8,fp32" if backend == "onnxruntime" else "fp32"
+    report = bench_models(args.images, args.ann, dets, poses, (args.precisions or default_precisions).split(","),
+                          repeat=args.repeat, workers=args.workers, backend=backend, device=args.device)
     if args.plot:
         from posekit.model_bench import write_plot
 
@@ -173,7 +175,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     models = p.add_argument_group("--stage models (every detector + pose combination, and each bottom-up model)")
     models.add_argument("--dets", metavar="A,B", help="detectors to combine (default: every registered one but the "
                                                       "larger YOLOX sizes)")
-    models.add_argument("--poses", metavar="A,B", help="pose models (default: every registered one)")
+    models.add_argument("--poses", metavar="A,B", help="pose models (default: every registered one); the backend is "
+                                                       "the first of --backends (e.g. --backends torch --device cuda "
+                                                       "for the all-GPU pipeline: detectors and pose models with torch "
+                                                       "networks)")
     engines = p.add_argument_group("--stage det / pose (engines on real crops / frames cut from --images)")
     engines.add_argument("--model", help="registry name (default: movenet-thunder for pose, rtmdet-nano-person for det)")
     engines.add_argument("--backends", default="onnxruntime",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from posekit.commands import DET_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
+from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, DEVICE_HELP, POSE_HELP, add_backend_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,9 +58,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pose", default=None, help=POSE_HELP)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     add_backend_arguments(p)
-    p.add_argument("--det-threshold", type=unit_interval, default=0.2,
-                   help="detector boxes scored below are dropped (default 0.2: the tracker's second "
-                        "stage uses boxes between this and --track-high)")
+    p.add_argument("--det-threshold", type=unit_interval, default=None,
+                   help=DET_THRESHOLD_HELP + "; the same boxes as `posekit infer`, so both draw the same people "
+                        "(on MOT15, PicoDet boxes >= 0.35 tracked better than >= 0.2: BENCHMARKS.md)")
     p.add_argument("--oks-threshold", type=unit_interval, default=0.8,
                    help="pose NMS as in `posekit infer`: drop a person whose OKS with a better one "
                         "exceeds this; 0 turns it off (default 0.8)")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from posekit.ops.movenet import OUTPUT_LAYOUT
+from posekit.ops.multipose import OUTPUT_LAYOUT as MULTIPOSE_LAYOUT
 from posekit.tfjs import GraphModel, Node
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,6 @@ MULTIPOSE_HEADS = MOVENET_HEADS + (
 )
 
 _HEAD_NAMES = {h.scope: h.name for h in MULTIPOSE_HEADS}
-# as posekit.models.movenet_multipose.OUTPUT_LAYOUT (branch multipose), which imports torch
-MULTIPOSE_LAYOUT = (
-    "centre (B,1,H/4,W/4) sigmoid person-centre heatmap; "
-    "heatmaps (B,17,H/4,W/4) sigmoid keypoint heatmaps, COCO-17 order; "
-    "regression (B,34,H/4,W/4) channel 2k=dy, 2k+1=dx of keypoint k from the centre cell, in cells; "
-    "offsets (B,34,H/4,W/4) channel 2k=dy, 2k+1=dx sub-cell refinement of keypoint k, in cells; "
-    "box_scale (B,2,H/4,W/4) person box height, width in cells (raw: negatives clamp to 0); "
-    "box_offset (B,2,H/4,W/4) dy, dx of the box centre from the centre cell, in cells"
-)
 # registry family -> (heads, output layout recorded in the metadata)
 HEADS_BY_FAMILY = {
     "movenet": (MOVENET_HEADS, OUTPUT_LAYOUT),

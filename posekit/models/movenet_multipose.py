@@ -28,20 +28,12 @@ from posekit.models.movenet import (
     load_checked,
     tfjs_state_dict,
 )
-from posekit.ops.multipose import MAX_PEOPLE, PEAK_POOL, PEAK_TOLERANCE, SPREAD, STRIDE, VISIBLE
+from posekit.ops.multipose import (  # the head names and layout are torch-free, shared with the converter
+    MAX_PEOPLE, OUTPUT_LAYOUT, OUTPUT_NAMES, PEAK_POOL, PEAK_TOLERANCE, SPREAD, STRIDE, VISIBLE)
 from posekit.tfjs import model_files
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = ("centre", "heatmaps", "regression", "offsets", "box_scale", "box_offset")
-OUTPUT_LAYOUT = (
-    "centre (B,1,H/4,W/4) sigmoid person-centre heatmap; "
-    "heatmaps (B,17,H/4,W/4) sigmoid keypoint heatmaps, COCO-17 order; "
-    "regression (B,34,H/4,W/4) channel 2k=dy, 2k+1=dx of keypoint k from the centre cell, in cells; "
-    "offsets (B,34,H/4,W/4) channel 2k=dy, 2k+1=dx sub-cell refinement of keypoint k, in cells; "
-    "box_scale (B,2,H/4,W/4) person box height, width in cells (raw: negatives clamp to 0); "
-    "box_offset (B,2,H/4,W/4) dy, dx of the box centre from the centre cell, in cells"
-)
 # graph head scope -> torch head name
 HEAD_SCOPES = {
     "center_0": "centre",

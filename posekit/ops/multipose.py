@@ -30,6 +30,17 @@ import math
 
 import numpy as np
 
+# the network's raw heads, in posekit's order (the torch network and the TF.js converter both give these)
+OUTPUT_NAMES = ("centre", "heatmaps", "regression", "offsets", "box_scale", "box_offset")
+OUTPUT_LAYOUT = (
+    "centre (B,1,H/4,W/4) sigmoid person-centre heatmap; "
+    "heatmaps (B,17,H/4,W/4) sigmoid keypoint heatmaps, COCO-17 order; "
+    "regression (B,34,H/4,W/4) channel 2k=dy, 2k+1=dx of keypoint k from the centre cell, in cells; "
+    "offsets (B,34,H/4,W/4) channel 2k=dy, 2k+1=dx sub-cell refinement of keypoint k, in cells; "
+    "box_scale (B,2,H/4,W/4) person box height, width in cells (raw: negatives clamp to 0); "
+    "box_offset (B,2,H/4,W/4) dy, dx of the box centre from the centre cell, in cells"
+)
+
 MAX_PEOPLE = 6
 STRIDE = 4
 PEAK_POOL = 5

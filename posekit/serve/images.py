@@ -11,6 +11,8 @@ import struct
 
 import numpy as np
 
+from posekit.io import jpeg_size
+
 FORMATS = "JPEG, PNG, BMP or WebP"
 
 
@@ -57,30 +59,7 @@ def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
         if chunk == b"VP8X":  # extended: 24-bit canvas sizes, minus one
             return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
         return None
-    return _jpeg_size(io.BytesIO(data))
-
-
-def _jpeg_size(f: io.BytesIO) -> tuple[int, int] | None:
-    f.seek(2)
-    while True:
-        byte = f.read(1)
-        while byte and byte != b"\xff":
-            byte = f.read(1)
-        while byte == b"\xff":
-            byte = f.read(1)
-        if not byte:
-            return None
-        marker = byte[0]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            continue
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            return None
-        length = struct.unpack(">H", length_bytes)[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            data = f.read(5)
-            return struct.unpack(">HH", data[1:5])[::-1] if len(data) == 5 else None
-        f.seek(length - 2, io.SEEK_CUR)
+    return jpeg_size(io.BytesIO(data))
 
 
 def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
