@@ -325,13 +325,17 @@ def _infer_video(estimator: Any, item: _Item, out: Path, vis: bool, vis_threshol
                         poses = tracker.update(poses, timestamp=frame.timestamp, image_size=(w, h))
                     summary.frames += 1
                     summary.people += len(poses)
-                    lines.write(frame_record(frame.index, poses, source=frame.source, timestamp=frame.timestamp,
-                                             image_size=(w, h)))
+                    drawn = None
                     if sink is not None:
                         from posekit.draw import draw_poses
 
-                        sink.write(draw_poses(frame.image, poses, copy=False, min_box_score=vis_threshold))
-                    frames += 1
+                        drawn = draw_poses(frame.image, poses, copy=False, min_box_score=vis_threshold)
+                    with signals_held():  # a signal lands between frames: the JSON Lines and render agree
+                        lines.write(frame_record(frame.index, poses, source=frame.source, timestamp=frame.timestamp,
+                                                 image_size=(w, h)))
+                        if sink is not None:
+                            sink.write(drawn)
+                        frames += 1
                     bar.update(1)
         finally:
             for path in (lines_path, render_path if vis else None):

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from posekit.io import JsonLinesWriter
+from posekit.journal import signals_held
 from posekit.structures import Poses
 from posekit.schema import frame_record
 from posekit.tracking.mot import MotWriter
@@ -177,16 +178,18 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                         tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
                         ids.update(tracked.track_ids.tolist())
                         file_name = f"{name}/{frames:06d}.jpg"
-                        if jsonl is not None:
-                            jsonl.write(frame_record(frames, tracked, source=frame.source, timestamp=timestamp,
-                                                     image_size=size, file_name=file_name))
-                        if posetrack is not None:
-                            posetrack.add(tracked, file_name=file_name, image_size=size)
-                        if mot is not None:
-                            mot.add(frames, tracked)
-                        if sink is not None:
-                            sink.write(_render(image, tracked, trails, first_size, vis_threshold))
-                        frames += 1
+                        rendered = _render(image, tracked, trails, first_size, vis_threshold) if sink else None
+                        with signals_held():  # a signal lands between frames: every output holds the same frames
+                            if jsonl is not None:
+                                jsonl.write(frame_record(frames, tracked, source=frame.source, timestamp=timestamp,
+                                                         image_size=size, file_name=file_name))
+                            if posetrack is not None:
+                                posetrack.add(tracked, file_name=file_name, image_size=size)
+                            if mot is not None:
+                                mot.add(frames, tracked)
+                            if sink is not None:
+                                sink.write(rendered)
+                            frames += 1
                         bar.update(1)
                 finally:
                     stream.close()  # joins the estimator's threads before the files are closed
