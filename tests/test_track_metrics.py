@@ -15,7 +15,8 @@ from posekit.io import JsonLinesWriter
 from posekit.structures import Poses
 from posekit.tracking import PoseTracker
 from posekit.tracking.metrics import evaluate_tracking, hota
-from posekit.tracking.posetrack import PoseTrackWriter, frame_record, read_tracks
+from posekit.schema import frame_record
+from posekit.tracking.posetrack import PoseTrackWriter, read_tracks
 from synthetic_tracks import load_people, scenes
 
 
@@ -116,7 +117,7 @@ def scene_files(tmp_path_factory):
                 w.add(pred[t])
         with JsonLinesWriter(out / f"{name}.pred.jsonl") as w:
             for t in sorted(pred):
-                w.write(frame_record(t, pred[t], timestamp=t / 30, image_size=(1280, 720)))
+                w.write(frame_record(t, pred[t], source="synthetic", timestamp=t / 30, image_size=(1280, 720)))
         files[name] = (out / f"{name}.gt.json", out / f"{name}.pred.json", out / f"{name}.pred.jsonl",
                        evaluate_tracking(gt, pred), gt, pred)
     return files
@@ -146,7 +147,7 @@ def test_writers_on_failure_keep_only_whole_records(tmp_path):
             raise RuntimeError("the video broke")
     with pytest.raises(RuntimeError):  # JSON Lines keep the frames done (posekit.io: nothing lost)
         with JsonLinesWriter(tmp_path / "a.jsonl") as w:
-            w.write(frame_record(0, frame([A], [1])))
+            w.write(frame_record(0, frame([A], [1]), source="synthetic", timestamp=0.0, image_size=(1280, 720)))
             raise RuntimeError("the video broke")
     with pytest.raises(RuntimeError):  # and a file with no frame is not left behind
         with JsonLinesWriter(tmp_path / "b.jsonl"):
@@ -158,7 +159,7 @@ def test_writers_on_failure_keep_only_whole_records(tmp_path):
 def test_writers_rename_into_place_with_usual_permissions(tmp_path):
     with PoseTrackWriter(tmp_path / "a.json") as w, JsonLinesWriter(tmp_path / "a.jsonl") as lines:
         w.add(frame([A], [1]))
-        lines.write(frame_record(0, frame([A], [1])))
+        lines.write(frame_record(0, frame([A], [1]), source="synthetic", timestamp=0.0, image_size=(1280, 720)))
         assert not (tmp_path / "a.json").exists() and not (tmp_path / "a.jsonl").exists()  # not until complete
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.jsonl"]
     for path in tmp_path.iterdir():  # readable by others, not mkstemp's 0600

@@ -1,5 +1,5 @@
 """Tracked poses on disk: PoseTrack 2018/21 JSON (what the official poseval tools score) and
-per-frame JSON Lines records (`frame_record`, written with `posekit.io.JsonLinesWriter`). Both are
+per-frame JSON Lines records (`posekit.schema.frame_record`, written with `posekit.io.JsonLinesWriter`). Both are
 written under a temporary name and renamed when complete (`posekit.io.atomic_path`), so a crash
 never leaves a file that looks finished.
 
@@ -98,29 +98,6 @@ class PoseTrackWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:  # a failed run leaves no file rather than a truncated video's worth
             self.close()
-
-
-def frame_record(frame: int, poses: Poses, *, timestamp: float | None = None,
-                 image_size: tuple[int, int] | None = None, file_name: str | None = None) -> dict:
-    """One JSON Lines record; write it with `posekit.io.JsonLinesWriter`."""
-    record: dict = {"frame": int(frame)}
-    if timestamp is not None:
-        record["timestamp"] = round(float(timestamp), 6)
-    if image_size is not None:
-        record["image_size"] = [int(image_size[0]), int(image_size[1])]
-    if file_name is not None:
-        record["file_name"] = file_name
-    people = []
-    for i in range(len(poses)):
-        person = {}
-        if poses.track_ids is not None:
-            person["track_id"] = int(poses.track_ids[i])
-        person.update({"box": _r(poses.boxes[i]), "score": round(float(poses.scores[i]), 4),
-                       "box_score": round(float(poses.box_scores[i]), 4),
-                       "keypoints": _r(poses.keypoints[i]), "keypoint_scores": _r(poses.keypoint_scores[i], 4)})
-        people.append(person)
-    record["poses"] = people
-    return record
 
 
 # -- reading -------------------------------------------------------------------------------------
