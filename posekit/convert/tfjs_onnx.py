@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posekit.ops.movenet import OUTPUT_LAYOUT
+from posekit.ops.movenet import OUTPUT_LAYOUT, tfjs_layer, tfjs_short_name
 from posekit.ops.multipose import OUTPUT_LAYOUT as MULTIPOSE_LAYOUT
 from posekit.tfjs import GraphModel, Node
 
@@ -79,25 +79,9 @@ _FUSED = {(): None, ("BiasAdd",): None, ("BiasAdd", "Relu"): "Relu", ("BiasAdd",
 
 
 # ONNX node names in the style of posekit's torch export (module path, then the op), so that name-based
-# rules written for that export (build.POSE_FLOAT_PREFIXES: which nodes INT8 keeps in float) hold for
-# the converted graph too. TF name (scopes stripped) -> module path, for convolutions; -> node name otherwise.
-_SCOPES = ("StatefulPartitionedCall/", "center_net_mobile_net_v2fpn_feature_extractor/model_1/")
-_SMOOTH = {"": 0, "_1": 1, "_2": 2}
-_CONV_PATHS = (
-    (r"model/Conv1_relu/Relu6", lambda m: "stem"),
-    (r"model/expanded_conv_depthwise/depthwise", lambda m: "blocks.0/depthwise"),
-    (r"model/expanded_conv_project_BN/FusedBatchNormV3", lambda m: "blocks.0/project"),
-    (r"model/block_(\d+)_expand_relu/Relu6", lambda m: f"blocks.{m[1]}/expand"),
-    (r"model/block_(\d+)_depthwise/depthwise", lambda m: f"blocks.{m[1]}/depthwise"),
-    (r"model/block_(\d+)_project_BN/FusedBatchNormV3", lambda m: f"blocks.{m[1]}/project"),
-    (r"model/out_relu/Relu6", lambda m: "last"),
-    (r"conv2d(?:_(\d))?/BiasAdd", lambda m: f"lateral.{int(m[1] or 0)}"),
-    (r"separable_conv2d(_\d)?/separable_conv2d/depthwise", lambda m: f"smooth.{_SMOOTH[m[1] or '']}/depthwise"),
-    (r"re_lu(_\d)?/Relu", lambda m: f"smooth.{_SMOOTH[m[1] or '']}/pointwise"),
-    (r"(\w+_0)/separable_conv2d_\d+/separable_conv2d/depthwise", lambda m: f"{_HEAD_NAMES[m[1]]}/features/depthwise"),
-    (r"(\w+_0)/re_lu_\d+/Relu", lambda m: f"{_HEAD_NAMES[m[1]]}/features/pointwise"),
-    (r"(\w+_0)/conv2d_\d+/BiasAdd", lambda m: f"{_HEAD_NAMES[m[1]]}/out"),
-)
+# rules written for that export (families.movenet.FLOAT_PREFIXES: which nodes INT8 keeps in float) hold
+# for the converted graph too: convolutions by `conv_path`, other ops by this table (TF name, scopes
+# stripped -> node name).
 _OP_NAMES = (
     (r"sub", lambda m: "Sub"),  # the input normalisation: (x - mean) * scale - 1
     (r"truediv_1", lambda m: "Mul"),
@@ -109,28 +93,20 @@ _OP_NAMES = (
 )
 
 
-def _short(tf_name: str) -> str:
-    for scope in _SCOPES:
-        tf_name = tf_name.replace(scope, "")
-    return tf_name
-
-
 def conv_path(tf_name: str) -> str | None:
-    """The torch export's module path for a TF convolution node, e.g. ``blocks.3/expand``; None if unknown."""
-    short = _short(tf_name)
-    for pattern, path in _CONV_PATHS:
-        match = re.fullmatch(pattern, short)
-        if match:
-            try:
-                return path(match)
-            except KeyError:  # a head scope posekit does not know: keep the TF name
-                return None
-    return None
+    """The torch export's module path for a TF convolution node, e.g. ``blocks.3/expand`` or
+    ``centre/out``; None if unknown (then the TF name is kept). The layer comes from the family's
+    table (`posekit.ops.movenet.tfjs_layer`), the names the torch loader uses."""
+    layer = tfjs_layer(tf_name, _HEAD_NAMES)
+    if layer is None:
+        return None
+    parts = layer.removeprefix("heads.").split(".")
+    return parts[0] + "".join(("." if p.isdigit() else "/") + p for p in parts[1:])
 
 
 def op_name(tf_name: str) -> str:
     """The ONNX name for a non-convolution TF node: the torch export's where known, else the TF name."""
-    short = _short(tf_name)
+    short = tfjs_short_name(tf_name)
     for pattern, name in _OP_NAMES:
         match = re.fullmatch(pattern, short)
         if match:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit import registry
-from posekit.ops.movenet import DISTANCE_BIAS, OUTPUT_LAYOUT, OUTPUT_NAMES, cell_scale
+from posekit.ops.movenet import DISTANCE_BIAS, OUTPUT_LAYOUT, OUTPUT_NAMES, TFJS_HEAD_SCOPES, cell_scale, tfjs_layer
 from posekit.tfjs import load_graph_model, model_files
 
 log = logging.getLogger(__name__)
@@ -170,46 +169,8 @@ class MoveNet(nn.Module):
 
 # --- loading Google's TF.js weights -------------------------------------------------------------
 
-_PREFIXES = ("StatefulPartitionedCall/", "center_net_mobile_net_v2fpn_feature_extractor/model_1/")
-_HEAD_SCOPES = {"center_0": "centre", "kpt_heatmap_0": "heatmaps", "kpt_regress_0": "regression", "kpt_offset_0": "offsets"}
-_SMOOTH_INDEX = {"separable_conv2d": 0, "separable_conv2d_1": 1, "separable_conv2d_2": 2, "re_lu": 0, "re_lu_1": 1, "re_lu_2": 2}
-
-
-def _module_path(node_name: str, head_scopes: dict[str, str] = _HEAD_SCOPES) -> str | None:
-    """The torch module for a TF conv node's output name, or None for a node that is not a layer.
-
-    head_scopes: the graph's head scope (``center_0``) -> the torch head's name (``centre``).
-    """
-    name = node_name
-    for prefix in _PREFIXES:
-        name = name.replace(prefix, "")
-    rules = (
-        (r"model/Conv1_relu/Relu6", lambda m: "stem"),
-        (r"model/expanded_conv_depthwise/depthwise", lambda m: "blocks.0.depthwise"),
-        (r"model/expanded_conv_project_BN/FusedBatchNormV3", lambda m: "blocks.0.project"),
-        (r"model/block_(\d+)_expand_relu/Relu6", lambda m: f"blocks.{m[1]}.expand"),
-        (r"model/block_(\d+)_depthwise/depthwise", lambda m: f"blocks.{m[1]}.depthwise"),
-        (r"model/block_(\d+)_project_BN/FusedBatchNormV3", lambda m: f"blocks.{m[1]}.project"),
-        (r"model/out_relu/Relu6", lambda m: "last"),
-        (r"conv2d(?:_(\d))?/BiasAdd", lambda m: f"lateral.{int(m[1] or 0)}"),
-        (r"(separable_conv2d(?:_\d)?)/separable_conv2d/depthwise", lambda m: f"smooth.{_SMOOTH_INDEX[m[1]]}.depthwise"),
-        (r"(re_lu(?:_\d)?)/Relu", lambda m: f"smooth.{_SMOOTH_INDEX[m[1]]}.pointwise"),
-        (r"(\w+_0)/separable_conv2d_\d/separable_conv2d/depthwise", lambda m: f"heads.{head_scopes[m[1]]}.features.depthwise"),
-        (r"(\w+_0)/re_lu_\d/Relu", lambda m: f"heads.{head_scopes[m[1]]}.features.pointwise"),
-        (r"(\w+_0)/conv2d_\d/BiasAdd", lambda m: f"heads.{head_scopes[m[1]]}.out"),
-    )
-    for pattern, path in rules:
-        match = re.fullmatch(pattern, name)
-        if match:
-            try:
-                return path(match)
-            except KeyError:  # a head scope this network does not have
-                return None
-    return None
-
-
 def tfjs_state_dict(
-    model_json: str | os.PathLike, head_scopes: dict[str, str] = _HEAD_SCOPES
+    model_json: str | os.PathLike, head_scopes: dict[str, str] = TFJS_HEAD_SCOPES
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Google's TF.js MoveNet -> (torch state dict, facts about the graph: input size, heatmap size).
 
@@ -220,7 +181,7 @@ def tfjs_state_dict(
     for node in graph.nodes:
         if node.op not in ("_FusedConv2D", "FusedDepthwiseConv2dNative", "DepthwiseConv2dNative"):
             continue
-        path = _module_path(node.name, head_scopes)
+        path = tfjs_layer(node.name, head_scopes)  # the one table, shared with the converter
         if path is None:
             raise ArchitectureMismatch(f"{graph.path}: convolution {node.name!r} is not part of MoveNet")
         kernel = graph.weights[node.inputs[1]]

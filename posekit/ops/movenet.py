@@ -16,6 +16,7 @@ that ties and near-ties break exactly as in the reference graph.
 from __future__ import annotations
 
 import functools
+import re
 
 import numpy as np
 
@@ -101,3 +102,54 @@ def decode_movenet(
     y = (ky.astype(np.float32) + off[..., 0]) * cell_scale(h) * np.float32(in_h)
     x = (kx.astype(np.float32) + off[..., 1]) * cell_scale(w) * np.float32(in_w)
     return np.stack([x, y], axis=-1).astype(np.float32), scores.astype(np.float32)
+
+
+# --- Google's TF.js graph: which node is which of posekit's layers ---------------------------------
+# Read by the torch loader (`posekit.models.movenet`: state-dict names) and by the converter
+# (`posekit.convert.tfjs_onnx`: ONNX node names in the torch export's style), so both name the same
+# layer the same way and name-based rules (`posekit.families.movenet.FLOAT_PREFIXES`) hold for either artefact.
+
+TFJS_SCOPES = ("StatefulPartitionedCall/", "center_net_mobile_net_v2fpn_feature_extractor/model_1/")
+TFJS_HEAD_SCOPES = {"center_0": "centre", "kpt_heatmap_0": "heatmaps", "kpt_regress_0": "regression",
+                    "kpt_offset_0": "offsets"}
+_SMOOTH_INDEX = {"separable_conv2d": 0, "separable_conv2d_1": 1, "separable_conv2d_2": 2, "re_lu": 0, "re_lu_1": 1,
+                 "re_lu_2": 2}
+_TFJS_LAYERS = (
+    (r"model/Conv1_relu/Relu6", lambda m, h: "stem"),
+    (r"model/expanded_conv_depthwise/depthwise", lambda m, h: "blocks.0.depthwise"),
+    (r"model/expanded_conv_project_BN/FusedBatchNormV3", lambda m, h: "blocks.0.project"),
+    (r"model/block_(\d+)_expand_relu/Relu6", lambda m, h: f"blocks.{m[1]}.expand"),
+    (r"model/block_(\d+)_depthwise/depthwise", lambda m, h: f"blocks.{m[1]}.depthwise"),
+    (r"model/block_(\d+)_project_BN/FusedBatchNormV3", lambda m, h: f"blocks.{m[1]}.project"),
+    (r"model/out_relu/Relu6", lambda m, h: "last"),
+    (r"conv2d(?:_(\d))?/BiasAdd", lambda m, h: f"lateral.{int(m[1] or 0)}"),
+    (r"(separable_conv2d(?:_\d)?)/separable_conv2d/depthwise", lambda m, h: f"smooth.{_SMOOTH_INDEX[m[1]]}.depthwise"),
+    (r"(re_lu(?:_\d)?)/Relu", lambda m, h: f"smooth.{_SMOOTH_INDEX[m[1]]}.pointwise"),
+    (r"(\w+_0)/separable_conv2d_\d+/separable_conv2d/depthwise", lambda m, h: f"heads.{h[m[1]]}.features.depthwise"),
+    (r"(\w+_0)/re_lu_\d+/Relu", lambda m, h: f"heads.{h[m[1]]}.features.pointwise"),
+    (r"(\w+_0)/conv2d_\d+/BiasAdd", lambda m, h: f"heads.{h[m[1]]}.out"),
+)
+
+
+def tfjs_short_name(node_name: str) -> str:
+    """A TF.js node name without the graph's wrapping scopes."""
+    for scope in TFJS_SCOPES:
+        node_name = node_name.replace(scope, "")
+    return node_name
+
+
+def tfjs_layer(node_name: str, head_scopes: dict[str, str] = TFJS_HEAD_SCOPES) -> str | None:
+    """posekit's module path (``blocks.3.expand``, ``heads.centre.out``) for the TF.js node that ends
+    a convolution layer, or None for a node that is not one (or a head this network lacks).
+
+    head_scopes: the graph's head scope (``center_0``) -> posekit's head name (``centre``).
+    """
+    short = tfjs_short_name(node_name)
+    for pattern, path in _TFJS_LAYERS:
+        match = re.fullmatch(pattern, short)
+        if match:
+            try:
+                return path(match, head_scopes)
+            except KeyError:
+                return None
+    return None
