@@ -194,6 +194,22 @@ def crop_people(volume: torch.Tensor, frame_index: torch.Tensor, scales: torch.T
     return out[0].permute(1, 0, 2, 3)  # (M, C, h, w)
 
 
+_DEVICE_THREAD: ThreadPoolExecutor | None = None
+_DEVICE_THREAD_LOCK = threading.Lock()
+
+
+def device_thread() -> ThreadPoolExecutor:
+    """The process's one device thread. Inductor's CUDA graphs belong to the thread that captured
+    them (and its graph trees live in that thread's locals: a second thread cannot replay or
+    capture), so every pipeline's device calls run here, whichever thread asks, and the caller's
+    thread stays free meanwhile."""
+    global _DEVICE_THREAD
+    with _DEVICE_THREAD_LOCK:
+        if _DEVICE_THREAD is None:
+            _DEVICE_THREAD = ThreadPoolExecutor(1, thread_name_prefix="posekit-device")
+        return _DEVICE_THREAD
+
+
 class GpuPosePipeline:
     """A detector and a top-down pose model (YOLOX + MoveNet by default), all on `device`.
 
@@ -218,24 +234,26 @@ class GpuPosePipeline:
                              f"got {self.det_spec.name} ({self.det_family.name}) and {self.pose_spec.name} ({self.pose_family.name})")
         self._boxes = families._resolve(self.det_family.boxes_torch)
         self._decode = self.pose_family.decoder_torch()
-        cls = engine_class(backend)
-        options: dict[str, Any] = {}
-        if backend == "inductor":
-            options = {"mode": mode}
-        self.det_engine = cls(self.det_family.build_torch(self.det_spec), device=device, precision=precision,
-                              output_names=self.det_family.output_names,
-                              **({**options, "batch_sizes": det_batch_sizes} if options else {}))
-        self.pose_engine = cls(self.pose_family.build_torch(self.pose_spec), device=device, precision=precision,
-                               output_names=self.pose_family.output_names,
-                               **({**options, "batch_sizes": pose_batch_sizes} if options else {}))
+        if backend == "aotinductor":
+            self.det_engine = aot_engine(self.det_spec, self.det_family, max(det_batch_sizes), device, precision)
+            self.pose_engine = aot_engine(self.pose_spec, self.pose_family, max(pose_batch_sizes), device, precision)
+        else:
+            cls = engine_class(backend)
+            options: dict[str, Any] = {}
+            if backend == "inductor":
+                options = {"mode": mode}
+            self.det_engine = cls(self.det_family.build_torch(self.det_spec), device=device, precision=precision,
+                                  output_names=self.det_family.output_names,
+                                  **({**options, "batch_sizes": det_batch_sizes} if options else {}))
+            self.pose_engine = cls(self.pose_family.build_torch(self.pose_spec), device=device, precision=precision,
+                                   output_names=self.pose_family.output_names,
+                                   **({**options, "batch_sizes": pose_batch_sizes} if options else {}))
         self.dtype = self.pose_engine.dtype
         self._det_input = _normaliser(self.det_spec, self.device, self.dtype)
         self._pose_input = _normaliser(self.pose_spec, self.device, self.dtype)
         self.score_threshold, self.iou_threshold = score_threshold, iou_threshold
         self.max_det, self.crop_scale = max_det, crop_scale
-        # Inductor's CUDA graphs belong to the thread that captured them: every device call runs on
-        # this one thread, whichever thread asks (and the caller's thread stays free meanwhile).
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="posekit-device")
+        self._worker = device_thread()
 
     def on_device(self, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) on the pipeline's device thread; its result (or exception) here."""
@@ -320,6 +338,22 @@ class GpuPosePipeline:
         yield from itertools.chain.from_iterable(_ahead(map(self.submit, chunks), 2))
 
 
+def aot_engine(spec: registry.ModelSpec, family: Any, max_batch: int, device: str, precision: str) -> Any:
+    """The AOTInductor package of `spec` (any batch from 1 to `max_batch`) from posekit.build's
+    cache: compiled on first use (logged, with the time it took) and loaded after."""
+    import time
+
+    from posekit import build
+
+    batch = (1, min(max_batch, 64), max(2, max_batch))
+    start = time.perf_counter()
+    engine = build.load(spec.name, "aotinductor", precision, batch, device, output_names=family.output_names,
+                        max_batch=batch[2])
+    log.info("%s: AOTInductor package (%s, batch 1..%d) ready in %.1f s", spec.name, precision, batch[2],
+             time.perf_counter() - start)
+    return engine
+
+
 def split_poses(out: dict[str, np.ndarray], frames: int) -> list[Poses]:
     """The pipeline's flat arrays (people of every frame, frame_index ascending) -> one Poses per frame."""
     order = np.argsort(out["frame_index"], kind="stable")
@@ -330,8 +364,13 @@ def split_poses(out: dict[str, np.ndarray], frames: int) -> list[Poses]:
 
 
 def _stack(chunk: list[np.ndarray], pinned: bool) -> torch.Tensor:
-    t = torch.from_numpy(np.stack(chunk))
-    return t.pin_memory() if pinned else t
+    """The frames as one (B, H, W, 3) tensor; stacked straight into page-locked memory (one copy)
+    when it goes to a GPU, so the upload is asynchronous and at full bus speed."""
+    if not pinned:
+        return torch.from_numpy(np.stack(chunk))
+    out = torch.empty((len(chunk), *chunk[0].shape), dtype=torch.uint8, pin_memory=True)
+    np.stack(chunk, out=out.numpy())
+    return out
 
 
 class GpuPoseEstimator:

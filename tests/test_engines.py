@@ -12,7 +12,7 @@ import torch
 from posekit.compare import real_inputs, run_batched
 from posekit.runtime import make_engine
 from posekit.engines import BackendUnavailable, engine_class, load_engine
-from posekit.engines.inductor import AOTInductorEngine, InductorEngine, compile_aoti, padded_batch
+from posekit.engines.inductor import AOTInductorEngine, InductorEngine, batch_plan, compile_aoti, padded_batch
 from posekit.engines.torch_eager import TorchEagerEngine
 from posekit.ops.movenet import decode_movenet
 from paths import COCO_ANN, MODELS
@@ -96,6 +96,22 @@ def test_inductor_cpu_matches_eager_with_padding_and_splitting(movenet, crops, r
 ])
 def test_padded_batch(n, sizes, expected):
     assert padded_batch(n, sizes) == expected
+
+
+@pytest.mark.parametrize("n, sizes, expected", [
+    (1, (64, 256), (64,)),
+    (64, (64, 256), (64,)),
+    (151, (64, 256), (64, 64, 64)),  # not 256: 105 padded crops cost more than two more calls
+    (200, (64, 256), (256,)),
+    (663, (64, 256), (256, 256, 64, 64, 64)),
+    (663, (128, 512, 1024), (512, 128, 128)),
+    (1024, (128, 512, 1024), (1024,)),
+    (3000, (256,), (256,) * 12),
+])
+def test_batch_plan_covers_the_items_with_least_padding(n, sizes, expected):
+    plan = batch_plan(n, sizes)
+    assert plan == expected
+    assert sum(plan) >= n and all(b in sizes for b in plan)
 
 
 def test_inductor_rejects_bad_batch_sizes(movenet):

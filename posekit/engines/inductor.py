@@ -3,7 +3,8 @@ AOTInductor packages (`.pt2`, compiled ahead of time, loaded without recompiling
 
 `InductorEngine` compiles the module once per batch size in `batch_sizes` with dynamic=False
 (static shapes give Inductor its best kernels and let CUDA graphs replay), and pads a request of
-n items up to the next size in the set; a request larger than the largest size is split. On
+n items up to the next size in the set, or splits it over several sizes when that wastes less
+(`batch_plan`: 663 crops over sizes 64 and 256 run as 256, 256, 64, 64, 64). On
 CUDA, mode "max-autotune" tunes GEMM/conv choices and captures CUDA graphs; on the CPU the
 default mode is used (max-autotune's CPU templates take minutes to tune).
 
@@ -15,6 +16,7 @@ valid after the next call (outputs of CUDA-graph replays are cloned out of the g
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import os
 from pathlib import Path
@@ -62,13 +64,42 @@ def padded_batch(n: int, sizes: Sequence[int]) -> int:
     return sizes[min(i, len(sizes) - 1)]
 
 
+# a call costs about as much as running this many more items (kernel launches, a graph replay)
+CALL_COST_ITEMS = 16
+
+
+@functools.lru_cache(maxsize=4096)
+def batch_plan(n: int, sizes: tuple[int, ...], call_cost: int = CALL_COST_ITEMS) -> tuple[int, ...]:
+    """The compiled batch sizes to run n items through: the plan with the least padded work plus
+    `call_cost` items per call, e.g. 663 crops over sizes (64, 256) -> (256, 256, 64, 64, 64),
+    where padding the last 151 up to 256 would waste 105 crops. Sizes are sorted ascending."""
+    if n <= 0:
+        return ()
+    best = [0] + [0] * n  # best[r]: least cost for r items
+    choice = [0] * (n + 1)
+    for r in range(1, n + 1):
+        best[r] = -1
+        for b in sizes:
+            cost = b + call_cost + best[max(0, r - b)]
+            if best[r] < 0 or cost < best[r]:
+                best[r], choice[r] = cost, b
+    plan, r = [], n
+    while r > 0:
+        plan.append(choice[r])
+        r = max(0, r - choice[r])
+    return tuple(sorted(plan, reverse=True))
+
+
 class InductorEngine(TorchEagerEngine):
     """A torch module compiled by Inductor, one static graph per batch size.
 
     precision:   "fp16" / "bf16" (the GPU targets) or "fp32"
-    batch_sizes: the static batch sizes compiled; requests are padded up to the next one
-    mode:        torch.compile mode; None picks "max-autotune" on CUDA (CUDA graphs included)
-                 and "default" on the CPU
+    batch_sizes: the static batch sizes compiled; requests are padded up to the next one (or
+                 split, `batch_plan`). "dynamic": one graph with a symbolic batch axis (any
+                 batch from 2 up, and one more graph for a batch of 1), no padding; its mode
+                 defaults to "max-autotune-no-cudagraphs"'s sibling "default" (a CUDA graph
+                 would be captured per distinct batch)
+    mode:        torch.compile mode; None picks `default_mode`
     """
 
     backend = "inductor"
@@ -79,11 +110,19 @@ class InductorEngine(TorchEagerEngine):
                  metadata: dict[str, str] | None = None) -> None:
         super().__init__(module, device=device, precision=precision, channels_last=channels_last,
                          inputs=inputs, output_names=output_names, metadata=metadata)
-        if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
-            raise ValueError(f"expected batch sizes >= 1, got {list(batch_sizes)}")
-        self.batch_sizes = tuple(sorted({int(b) for b in batch_sizes}))
-        self.mode = mode or default_mode(self.device)
+        self.dynamic = batch_sizes == "dynamic"
+        if self.dynamic:
+            self.batch_sizes: tuple[int, ...] = ()
+            self.mode = mode or os.environ.get("POSEKIT_INDUCTOR_MODE") or "default"
+        else:
+            if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+                raise ValueError(f"expected batch sizes >= 1 or 'dynamic', got {batch_sizes!r}")
+            self.batch_sizes = tuple(sorted({int(b) for b in batch_sizes}))
+            self.mode = mode or default_mode(self.device)
         self.cuda_graphs = self.device.type == "cuda" and self.mode in ("max-autotune", "reduce-overhead")
+        if self.dynamic and self.cuda_graphs:
+            raise ValueError(f"a dynamic batch captures a CUDA graph per batch size: use a mode without CUDA graphs, "
+                             f"not {self.mode!r}")
         _raise_recompile_limit(len(self.batch_sizes) + 8)
         persistent_cache()
         self.compiled = torch.compile(self.module, mode=self.mode, dynamic=False)
@@ -96,14 +135,15 @@ class InductorEngine(TorchEagerEngine):
 
         dtype = dtype or self.dtype
         start = time.perf_counter()
-        for b in self.batch_sizes:
+        for b in self.batch_sizes or (1, 2):
             x = torch.zeros((b, *sample_shape), dtype=dtype, device=self.device)
             for _ in range(runs):
                 self.forward([x])
         self.synchronize()
         seconds = time.perf_counter() - start
         log.info("compiled %s for batch %s (%s, %s) in %.1f s; kernels cached in %s", type(self.module).__name__,
-                 ",".join(map(str, self.batch_sizes)), self.mode, self.precision, seconds, persistent_cache())
+                 ",".join(map(str, self.batch_sizes)) or "1,dynamic", self.mode, self.precision, seconds,
+                 persistent_cache())
         return seconds
 
     def _run_static(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -119,13 +159,26 @@ class InductorEngine(TorchEagerEngine):
         # Slice off the padding; clone so that the next CUDA-graph replay cannot overwrite it.
         return [o[:n].clone() if self.cuda_graphs or b != n else o for o in out]
 
+    def _run_dynamic(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        if tensors[0].shape[0] > 1:
+            for t in tensors:
+                if t.dim():
+                    torch._dynamo.maybe_mark_dynamic(t, 0)
+        return as_output_list(self.compiled(*tensors))
+
     def forward(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         n = tensors[0].shape[0]
-        largest = self.batch_sizes[-1]
+        if self.dynamic:
+            with torch.inference_mode():
+                return self._run_dynamic(tensors)
+        plan = batch_plan(n, self.batch_sizes)
         with torch.inference_mode():
-            if n <= largest:
+            if len(plan) == 1:
                 return self._run_static(tensors)
-            parts = [self._run_static([t[i : i + largest] for t in tensors]) for i in range(0, n, largest)]
+            parts, start = [], 0
+            for b in plan:
+                parts.append(self._run_static([t[start : start + b] for t in tensors]))
+                start += b
             return [torch.cat(chunk) for chunk in zip(*parts)]
 
 
@@ -171,9 +224,10 @@ class AOTInductorEngine:
 
     def __init__(self, package: str | os.PathLike, device: str = "cpu", precision: str = "fp32",
                  inputs: Sequence[TensorSpec] = (), output_names: Sequence[str] = (),
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None, max_batch: int | None = None) -> None:
         import torch._inductor
 
+        self.max_batch = max_batch
         self.path = Path(package)
         if not self.path.is_file():
             raise FileNotFoundError(f"no AOTInductor package at {self.path}")
@@ -187,8 +241,15 @@ class AOTInductorEngine:
 
     def __call__(self, *arrays: Any) -> list[Any]:
         tensors, from_numpy = to_device_inputs(arrays, self.device, self.dtype)
+        # the package reads its inputs as dense row-major memory: a view (a permuted crop batch) is copied
+        tensors = [t.contiguous() for t in tensors]
+        n, step = tensors[0].shape[0], self.max_batch or tensors[0].shape[0]
         with torch.inference_mode():
-            out = as_output_list(self.runner(*tensors))
+            if n <= step:
+                out = as_output_list(self.runner(*tensors))
+            else:  # the package's batch axis ends at max_batch: run it in pieces
+                parts = [as_output_list(self.runner(*[t[i : i + step] for t in tensors])) for i in range(0, n, step)]
+                out = [torch.cat(chunk) for chunk in zip(*parts)]
         return to_numpy(out) if from_numpy else out
 
     def synchronize(self) -> None:
