@@ -25,6 +25,7 @@ the rest of start-up. Each command's output (stdout and its log on stderr) goes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -351,20 +352,25 @@ def bench_product(video: str | os.PathLike | None, frames: int = 3000, images: s
             long_video = make_looped_video(video, frames, work / "long.mp4")
             short_video = make_looped_video(video, n_short, work / "short.mp4")
             log.info("videos: %d and %d frames in %s", frames, n_short, work)
-        estimator, startup = _in_process_estimator(options)
-        report["in_process"] = startup
-        report["precision"] = precision or startup["precision"] or "default"
-        save()
-        if video is not None:
-            _engine_and_library(estimator, long_video, short_video, frames, repeat, rows)
+        with _compile_log() as compiles:
+            estimator, startup = _in_process_estimator(options, compiles)
+            at_startup = len(compiles.text)
+            report["in_process"] = startup
+            report["precision"] = precision or startup["precision"] or "default"
             save()
-        if files:
-            k = max(1, len(files) // SHORT_FRACTION)
-            report.update(image_count=len(files), short_images=k)
-            _timed_stream(estimator.stream(files[:k]))  # warm: new image sizes may compile
-            row = _fastest(lambda: estimator.stream(files), repeat)
-            rows["images_library"] = {"what": "estimator.stream on the images' paths (read as posekit infer reads "
-                                              "them), nothing written", "images": row.pop("frames"), **row}
+            if video is not None:
+                _engine_and_library(estimator, long_video, short_video, frames, repeat, rows)
+                save()
+            if files:
+                k = max(1, len(files) // SHORT_FRACTION)
+                report.update(image_count=len(files), short_images=k)
+                _timed_stream(estimator.stream(files[:k]))  # warm: new image sizes may compile
+                row = _fastest(lambda: estimator.stream(files), repeat)
+                rows["images_library"] = {"what": "estimator.stream on the images' paths (read as posekit infer reads "
+                                                  "them), nothing written", "images": row.pop("frames"), **row}
+                save()
+            # compiled after start-up, in the warm passes or (a new batch or frame size) in the timed ones
+            startup["compile_later_s"] = compile_seconds("\n".join(compiles.text[at_startup:]))
             save()
         del estimator
         _free_device_memory()
@@ -413,13 +419,10 @@ def _infer_defaults(device: str) -> dict:
     return {"backend": args.backend, "precision": args.precision}
 
 
-def _in_process_estimator(options: list[str]) -> tuple[Any, dict]:
-    """The estimator `posekit infer` builds for `options`, and how long building it took (and how
-    much of that was compilation, from posekit's log)."""
-    from posekit.cli import build_parser
-    from posekit.commands.infer import make_infer_estimator
-
-    args = build_parser().parse_args(["infer", "-", "--out", "-", *options])
+@contextlib.contextmanager
+def _compile_log() -> Iterator[_CompileLog]:
+    """posekit's log records at INFO and above, collected while the block runs (the level of the
+    "posekit" logger raised to INFO meanwhile, if it was quieter)."""
     handler = _CompileLog()
     logger = logging.getLogger("posekit")
     level = logger.level
@@ -427,14 +430,24 @@ def _in_process_estimator(options: list[str]) -> tuple[Any, dict]:
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
     try:
-        start = time.perf_counter()
-        estimator = make_infer_estimator(args)
-        seconds = time.perf_counter() - start
+        yield handler
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def _in_process_estimator(options: list[str], compiles: _CompileLog) -> tuple[Any, dict]:
+    """The estimator `posekit infer` builds for `options`, and how long building it took (and how
+    much of that was compilation, from posekit's log)."""
+    from posekit.cli import build_parser
+    from posekit.commands.infer import make_infer_estimator
+
+    args = build_parser().parse_args(["infer", "-", "--out", "-", *options])
+    start = time.perf_counter()
+    estimator = make_infer_estimator(args)
+    seconds = time.perf_counter() - start
     return estimator, {"estimator": type(estimator).__name__, "startup_s": round(seconds, 2),
-                       "compile_s": compile_seconds("\n".join(handler.text)),
+                       "compile_s": compile_seconds("\n".join(compiles.text)),
                        "frames_per_batch": getattr(estimator, "frames_per_batch", None),
                        "precision": getattr(estimator, "precision", None)}
 
@@ -498,7 +511,7 @@ def format_table(report: dict) -> str:
         return "-" if value is None else fmt.format(value)
 
     rows = report["rows"]
-    table = [("", "frames/s", "start-up s", "compile s", "ratio", "people")]
+    table = [("", "frames/s", "start-up s", "of which compile s", "ratio", "people")]
     for key, label in ROW_NAMES.items():
         row = rows.get(key)
         if row is None:
@@ -517,7 +530,8 @@ def format_table(report: dict) -> str:
             table.append((label, num(rate), num(row.get("startup_s"), "{:.2f}"), num(row.get("compile_s"), "{:.2f}"),
                           num(share, "{:.2f}"), str(row.get("people", "-"))))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in table]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in table]
     what = f"{report['device']}, {report['backend']}, precision {report['precision']}"
     if "frames" in report:
         what += f"; {report['frames']}-frame video (short run {report['short_frames']})"
@@ -526,9 +540,13 @@ def format_table(report: dict) -> str:
     lines.append(what)
     if "engine" in rows:
         lines.append(f"engine-only: {rows['engine']['what']}")
-    lines.append(f"fastest of {report['repeat']} runs each; images rows in images/s; start-up of engine-only: "
+    runs = "one run each" if report["repeat"] == 1 else f"fastest of {report['repeat']} runs each"
+    lines.append(f"{runs}; images rows in images/s; start-up of engine-only: "
                  "building the estimator in this process; of the commands: T_short - n_short / steady; ratio: "
                  "steady / engine-only (images: / in-process)")
+    later = (report.get("in_process") or {}).get("compile_later_s")
+    if later:
+        lines.append(f"in this process, {later:.2f} s more compilation after start-up (warm passes, new sizes)")
     for row in rows.values():
         if row.get("note"):
             lines.append(f"note: {row['note']}")

@@ -197,8 +197,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ann", metavar="JSON",
                    help="COCO keypoint annotations for AP (default: the one .json beside the images folder)")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
-    p.add_argument("--repeat", type=int, default=3, help="timed passes; the fastest counts (default %(default)s; --stage product: "
-                                                                 "runs of each command on each input)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed passes; the fastest counts (default 3; --stage product: runs of each command on each "
+                        "input, default 1, as each run pays the command's start-up)")
     p.add_argument("--det", default=None, help="posekit's detector (default: posekit's, picodet-s-320-pedestrian)")
     p.add_argument("--pose", default=None, help="posekit's pose model (default: posekit's, tinypose-256x192)")
     p.add_argument("--workers", type=int, default=3, help="posekit's worker threads (default %(default)s)")
@@ -281,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ann is None and args.images:
         found = sorted(Path(args.images).resolve().parent.glob("*.json"))
         args.ann = str(found[0]) if len(found) == 1 else None
+    if args.repeat is None:
+        args.repeat = 1 if args.stage == "product" else 3
     run_stage, print_stage = STAGES[args.stage]
     report = run_stage(args)
     print_stage(report)
