@@ -260,7 +260,8 @@ class _Commands:
 def _time_command(run: _Commands, name: str, inputs: tuple[Any, Any], counts: tuple[int, int], out: Callable[[str], Path],
                   options: list[str], warm_runs: int, repeat: int, counter: Callable[[Path], dict]) -> dict:
     """Time one command on the short and the long input, `repeat` times each, interleaved (the
-    fastest of each counts); returns its row."""
+    fastest of each counts); returns its row (its "frames" or "images" and "people": `counter` of
+    the long run's output folder)."""
     short, long = inputs
     n_short, n_long = counts
     runs: dict[str, dict] = {}
@@ -307,6 +308,7 @@ def bench_product(video: str | os.PathLike | None, frames: int = 3000, images: s
     so the timed runs find the kernel cache warm, 0 otherwise).
     repeat: timed runs of each command on each input, short and long interleaved; the fastest counts.
     """
+    from posekit.cli import check_device
     from posekit.io import write_json
 
     if video is None and images is None:
@@ -323,8 +325,8 @@ def bench_product(video: str | os.PathLike | None, frames: int = 3000, images: s
     files = image_files(images) if images is not None else []
     if images is not None and len(files) < 2:
         raise ValueError(f"--images {images}: expected at least 2 images (a short run and a whole run), found {len(files)}")
-    defaults = _infer_defaults(device)
-    backend = backend or defaults["backend"]
+    check_device(device)
+    backend = backend or _infer_default_backend()
     warm_runs = (1 if backend == "inductor" else 0) if warm_runs is None else warm_runs
     temporary = work is None
     work = Path(tempfile.mkdtemp(prefix="posekit-product-") if work is None else work).resolve()
@@ -345,78 +347,84 @@ def bench_product(video: str | os.PathLike | None, frames: int = 3000, images: s
                *(["--det", det] if det else []), *(["--pose", pose] if pose else [])]
     run = _Commands(log_path)
     rows = report["rows"]
+
+    def command_row(key: str, time_it: Callable[[], dict], reference: str, ratio_key: str,
+                    same_people_as: str | None) -> None:
+        """rows[key] = time_it(), its steady rate against rows[reference] and its people count
+        against rows[same_people_as]; a failed command becomes an error row."""
+        try:
+            row = time_it()
+        except (RuntimeError, OSError) as exc:
+            rows[key] = {"error": str(exc)}
+            report["errors"].append(str(exc))
+            log.error("%s", exc)
+        else:
+            row[ratio_key] = ratio(row["steady_per_s"], rows[reference]["per_s"])
+            if same_people_as and "people" in row:
+                row["people_match_library"] = row["people"] == rows[same_people_as]["people"]
+            rows[key] = row
+        save()
+
     try:
+        videos = None
         if video is not None:
             n_short = frames // SHORT_FRACTION
             report.update(frames=frames, short_frames=n_short)
-            long_video = make_looped_video(video, frames, work / "long.mp4")
-            short_video = make_looped_video(video, n_short, work / "short.mp4")
+            videos = (make_looped_video(video, n_short, work / "short.mp4"), make_looped_video(video, frames, work / "long.mp4"))
             log.info("videos: %d and %d frames in %s", frames, n_short, work)
-        with _compile_log() as compiles:
-            estimator, startup = _in_process_estimator(options, compiles)
-            at_startup = len(compiles.text)
-            report["in_process"] = startup
-            report["precision"] = precision or startup["precision"] or "default"
-            save()
-            if video is not None:
-                _engine_and_library(estimator, long_video, short_video, frames, repeat, rows)
-                save()
-            if files:
-                k = max(1, len(files) // SHORT_FRACTION)
-                report.update(image_count=len(files), short_images=k)
-                _timed_stream(estimator.stream(files[:k]))  # warm: new image sizes may compile
-                row = _fastest(lambda: estimator.stream(files), repeat)
-                rows["images_library"] = {"what": "estimator.stream on the images' paths (read as posekit infer reads "
-                                                  "them), nothing written", "images": row.pop("frames"), **row}
-                save()
-            # compiled after start-up, in the warm passes or (a new batch or frame size) in the timed ones
-            startup["compile_later_s"] = compile_seconds("\n".join(compiles.text[at_startup:]))
-            save()
-        del estimator
-        _free_device_memory()
-        for name in (c for c in COMMANDS if c in commands and video is not None):
-            extra = [*(["--no-vis"] if name == "infer" else []), *(infer_args if name == "infer" else track_args)]
-            try:
-                row = _time_command(run, name, (short_video, long_video), (n_short, frames),
-                                    lambda label, name=name: work / f"{name}-{label}", [*extra, *options], warm_runs,
-                                    repeat, jsonl_counts)
-                row["ratio_to_engine"] = ratio(row["steady_per_s"], rows["engine"]["per_s"])
-                if name == "infer" and "people" in row:
-                    row["people_match_library"] = row["people"] == rows["library"]["people"]
-                rows[name] = row
-            except (RuntimeError, OSError) as exc:
-                rows[name] = {"error": str(exc)}
-                report["errors"].append(str(exc))
-                log.error("%s", exc)
-            save()
         if files:
-            short_dir = subset_folder(files[:k], work / "images-short")
-            whole_dir = subset_folder(files, work / "images-all")
-            try:
-                row = _time_command(run, "infer", (short_dir, whole_dir), (k, len(files)),
-                                    lambda label: work / f"infer-images-{label}", ["--no-vis", *infer_args, *options],
-                                    warm_runs, repeat, results_counts)
-                row["command"][2] = str(images)
-                row["ratio_to_library"] = ratio(row["steady_per_s"], rows["images_library"]["per_s"])
-                if "people" in row:
-                    row["people_match_library"] = row["people"] == rows["images_library"]["people"]
-                rows["images_infer"] = row
-            except (RuntimeError, OSError) as exc:
-                rows["images_infer"] = {"error": str(exc)}
-                report["errors"].append(str(exc))
-                log.error("%s", exc)
-            save()
+            k = max(1, len(files) // SHORT_FRACTION)
+            report.update(image_count=len(files), short_images=k)
+        _in_process_rows(options, videos, frames, files, repeat, report, save)
+        _free_device_memory()
+        for name in (c for c in COMMANDS if c in commands and videos is not None):
+            extra = ["--no-vis", *infer_args] if name == "infer" else list(track_args)
+            command_row(name, lambda name=name, extra=extra: _time_command(
+                run, name, videos, (n_short, frames), lambda label: work / f"{name}-{label}", [*extra, *options],
+                warm_runs, repeat, jsonl_counts), "engine", "ratio_to_engine",
+                "library" if name == "infer" else None)
+        if files:
+            folders = (subset_folder(files[:k], work / "images-short"), subset_folder(files, work / "images-all"))
+            command_row("images_infer", lambda: _time_command(
+                run, "infer", folders, (k, len(files)), lambda label: work / f"infer-images-{label}",
+                ["--no-vis", *infer_args, *options], warm_runs, repeat, results_counts),
+                "images_library", "ratio_to_library", "images_library")
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
     return report
 
 
-def _infer_defaults(device: str) -> dict:
+def _in_process_rows(options: list[str], videos: tuple[Path, Path] | None, frames: int, files: list[str], repeat: int,
+                     report: dict, save: Callable[[], None]) -> None:
+    """Build the estimator `posekit infer` would (timed, compiles counted) and time the engine,
+    library and images_library rows with it; the estimator is dropped on return."""
+    rows = report["rows"]
+    with _compile_log() as compiles:
+        estimator, startup = _in_process_estimator(options, compiles)
+        at_startup = len(compiles.text)
+        report["in_process"] = startup
+        report["precision"] = report["precision"] if report["precision"] != "default" else startup["precision"] or "default"
+        report["machine"] = _machine()  # with the GPU's name, now that the estimator loaded torch
+        save()
+        if videos is not None:
+            _engine_and_library(estimator, videos[1], videos[0], frames, repeat, rows)
+            save()
+        if files:
+            _timed_stream(estimator.stream(files[:report["short_images"]]))  # warm: new image sizes may compile
+            row = _fastest(lambda: estimator.stream(files), repeat)
+            rows["images_library"] = {"what": "estimator.stream on the images' paths (read as posekit infer reads "
+                                              "them), nothing written", "images": row.pop("frames"), **row}
+            save()
+        # compiled after start-up, in the warm passes or (a new batch or frame size) in the timed ones
+        startup["compile_later_s"] = compile_seconds("\n".join(compiles.text[at_startup:]))
+        save()
+
+
+def _infer_default_backend() -> str:
     from posekit.cli import build_parser
 
-    args = build_parser().parse_args(["infer", "-", "--out", "-", "--device", device])
-    return {"backend": args.backend, "precision": args.precision}
+    return build_parser().parse_args(["infer", "-", "--out", "-"]).backend
 
 
 @contextlib.contextmanager
