@@ -12,6 +12,18 @@ reports images/s and COCO keypoint AP for both.
 with --clients concurrent clients for --requests requests, and reports images/s and p50/p95/p99
 latency, against the same estimator called in a loop (and its threaded stream) in one process.
 
+--stage product times what users run, `posekit infer VIDEO --no-vis` and `posekit track VIDEO` as
+commands, against the engine-only pipeline and `estimator.stream` in this process, on --video
+looped to --frames frames (and with --images DIR, `posekit infer DIR --no-vis` against the
+estimator on the same photos): steady frames/s, start-up and compile seconds apart, and each
+row's ratio to the engine. Each command runs on the whole input and on its first tenth: steady =
+(N - N/10) / (T_N - T_N/10), start-up = T_N/10 - (N/10) / steady. For the all-torch pipeline
+(--backend torch/inductor) engine-only is `estimator.pipeline.stream`; for the onnxruntime
+`PoseEstimator`, which has none, `estimator.stream` on frames already decoded in memory. The
+commands' output goes to commands.log beside --json; the JSON is rewritten after every step.
+On a GPU: posekit bench --stage product --video demo.mp4 --device cuda --backend inductor
+--precision fp16 --json product/product.json
+
 --stage track scores posekit's tracker, a greedy IoU tracker and ByteTrack (supervision, when
 installed: `pip install 'posekit[bench]'`) on the same detections of MOTChallenge sequences
 (MOTA, IDF1, HOTA, IDSW, FP, FN, ms/frame), and times each tracker alone at --people a frame.
@@ -145,6 +157,25 @@ def _print_serve(report: dict) -> None:
     print(format_rows(report))
 
 
+def _bench_product(args: argparse.Namespace) -> dict:
+    import shlex
+
+    from posekit.product_bench import bench_product
+
+    return bench_product(args.video, frames=args.frames, images=args.images, device=args.device,
+                         backend=args.backend, precision=args.precision, det=args.det, pose=args.pose,
+                         commands=[c for c in args.commands.split(",") if c],
+                         infer_args=shlex.split(args.infer_args), track_args=shlex.split(args.track_args),
+                         work=args.work, json_path=args.json, warm_runs=args.warm_runs,
+                         repeat=args.repeat)
+
+
+def _print_product(report: dict) -> None:
+    from posekit.product_bench import format_table
+
+    print(format_table(report))
+
+
 # stage -> (run(args) -> report, print(report)); other stages register here.
 STAGES = {
     "pipeline": (_bench_pipeline, _print_pipeline),
@@ -153,16 +184,22 @@ STAGES = {
     "pose": (_bench_engines, _print_engines),
     "track": (_bench_track, _print_track),
     "serve": (_bench_serve, _print_serve),
+    "product": (_bench_product, _print_product),
 }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from posekit.cli import non_negative_int, positive_int
+
     p.add_argument("--stage", choices=sorted(STAGES), default="pipeline", help="what to time (default %(default)s)")
-    p.add_argument("--images", metavar="DIR", help="folder of images to time on (every stage but track)")
+    p.add_argument("--images", metavar="DIR", help="folder of images to time on (every stage but track; optional for product: "
+                                                "adds `posekit infer DIR` against the estimator on them)")
     p.add_argument("--ann", metavar="JSON",
                    help="COCO keypoint annotations for AP (default: the one .json beside the images folder)")
     p.add_argument("--json", metavar="PATH", help="also write the results here")
-    p.add_argument("--repeat", type=int, default=3, help="timed passes; the fastest counts (default %(default)s)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed passes; the fastest counts (default 3; --stage product: runs of each command on each "
+                        "input, default 1, as each run pays the command's start-up)")
     p.add_argument("--det", default=None, help="posekit's detector (default: posekit's, picodet-s-320-pedestrian)")
     p.add_argument("--pose", default=None, help="posekit's pose model (default: posekit's, tinypose-256x192)")
     p.add_argument("--workers", type=int, default=3, help="posekit's worker threads (default %(default)s)")
@@ -188,7 +225,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               "pose model's precisions, one posekit row each, e.g. int8,fp32 (default: the "
                               "model's CPU default); with --stage models, default int8,fp32")
     engines.add_argument("--batches", default="1,8", help="batch sizes (default %(default)s)")
-    engines.add_argument("--device", default="cpu")
+    engines.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default %(default)s; also --stage "
+                                                          "models and product)")
     engines.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
     engines.add_argument("--repeat-calls", type=int, default=20, help="timed calls per row; the median counts")
     engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
@@ -201,6 +239,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     serve.add_argument("--requests", type=int, default=200, help="timed requests per row (default %(default)s)")
     serve.add_argument("--max-wait-ms", type=float, default=10.0, help="server --max-wait-ms (default %(default)s)")
     serve.add_argument("--max-seconds", type=float, default=120.0, help="stop a row after this long (default %(default)s)")
+    product = p.add_argument_group("--stage product (`posekit infer` / `track` as commands against the engine-only "
+                                   "pipeline, in one run; also takes --images DIR, --det, --pose, --device, --json)")
+    product.add_argument("--video", metavar="FILE", help="the clip to loop into a --frames-frame video (mp4v)")
+    product.add_argument("--frames", type=positive_int, default=3000, help="frames of the looped video; the short "
+                         "runs take a tenth (default %(default)s)")
+    product.add_argument("--backend", default=None, metavar="NAME",
+                         help="the commands' --backend (default: posekit infer's, onnxruntime)")
+    product.add_argument("--precision", default=None, metavar="P",
+                         help="the commands' --precision (default: posekit infer's for the backend and device)")
+    product.add_argument("--commands", default="infer,track", metavar="A,B",
+                         help="commands to time on the video (default %(default)s)")
+    product.add_argument("--infer-args", default="", metavar="ARGS",
+                         help="more arguments for infer (it always gets --no-vis), e.g. --infer-args=--track")
+    product.add_argument("--track-args", default="", metavar="ARGS",
+                         help="more arguments for track, e.g. --track-args=--no-video (note the =)")
+    product.add_argument("--warm-runs", type=non_negative_int, default=None, metavar="K",
+                         help="untimed short runs of each command first (default: 1 for --backend inductor, so "
+                              "the timed runs find the kernel cache warm; 0 otherwise)")
+    product.add_argument("--work", metavar="DIR", help="scratch folder for the videos and the commands' outputs, "
+                                                       "kept (default: a temporary folder, removed)")
     track = p.add_argument_group("--stage track (trackers on the same detections of MOTChallenge sequences)")
     track.add_argument("--sequences", nargs="+", metavar="DIR",
                        help="sequence folders, each with gt/gt.txt, seqinfo.ini and <name>.mp4")
@@ -215,15 +273,21 @@ def run(args: argparse.Namespace) -> int:
 
     from posekit.io import write_json
 
-    if args.stage != "track" and not args.images:
+    if args.stage not in ("track", "product") and not args.images:
         raise ValueError(f"--stage {args.stage} times on images: pass --images DIR")
+    if args.stage != "product" and (args.backend or args.precision):
+        # before --stage product had its own, these abbreviated --backends / --precisions
+        raise ValueError(f"--stage {args.stage} takes --backends and --precisions (--backend and --precision "
+                         f"are --stage product's)")
     if args.ann is None and args.images:
         found = sorted(Path(args.images).resolve().parent.glob("*.json"))
         args.ann = str(found[0]) if len(found) == 1 else None
+    if args.repeat is None:
+        args.repeat = 1 if args.stage == "product" else 3
     run_stage, print_stage = STAGES[args.stage]
     report = run_stage(args)
     print_stage(report)
-    if args.json:
+    if args.json:  # --stage product also wrote it after every step
         write_json(args.json, report)
     if getattr(args, "csv", None) and "rows" in report:
         from posekit.benchmark import write_csv
@@ -233,4 +297,4 @@ def run(args: argparse.Namespace) -> int:
         from posekit.benchmark import write_plot
 
         write_plot(report["rows"], args.plot)
-    return 0
+    return 1 if report.get("errors") else 0

@@ -63,11 +63,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_tracker_arguments(p)
 
 
+def make_infer_estimator(args: argparse.Namespace):
+    """The estimator `posekit infer` runs for its parsed arguments (also what `posekit bench
+    --stage product` times in its own process)."""
+    from posekit.commands import make_estimator
+
+    return make_estimator(args, batch=args.batch, det_score_threshold=args.det_threshold,
+                          oks_threshold=args.oks_threshold or None, min_score=args.min_score, workers=args.workers)
+
+
 def run(args: argparse.Namespace) -> int:
     from functools import partial
 
     from posekit.cli import check_device
-    from posekit.commands import make_estimator
     from posekit.commands.track import make_tracker
     from posekit.infer import infer
     from posekit.io import check_out
@@ -78,9 +86,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     check_out(args.out)  # a read-only or file --out fails here, in one line, before any model is built
     # made before anything is written, so a refused backend leaves no outputs behind
-    estimator = make_estimator(args, batch=args.batch, det_score_threshold=args.det_threshold,
-                               oks_threshold=args.oks_threshold or None, min_score=args.min_score,
-                               workers=args.workers)
+    estimator = make_infer_estimator(args)
     summary = infer(args.inputs, args.out, ann=args.ann, vis=not args.no_vis, estimator=estimator,
                     progress=True, tracker=partial(make_tracker, args) if args.track else None,
                     max_frames=args.max_frames, vis_threshold=args.vis_threshold, resume=args.resume,
