@@ -41,8 +41,8 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
     frames_per_batch = frames_per_batch or (GPU_FRAMES_PER_BATCH if device.startswith("cuda") else 4)
     # Inductor compiles one graph per batch size: few sizes (a partial chunk and a photo are padded
     # up), so a run compiles a handful of graphs once, and the persistent cache serves later runs.
-    sizes = dict(det_batch_sizes=sorted({min(8, frames_per_batch), frames_per_batch}),
-                 pose_batch_sizes=GPU_POSE_BATCHES) if backend == "inductor" else {}
+    sizes = dict(det_batch_sizes=_batch_sizes("POSEKIT_GPU_DET_BATCHES", sorted({min(8, frames_per_batch), frames_per_batch})),
+                 pose_batch_sizes=_batch_sizes("POSEKIT_GPU_POSE_BATCHES", GPU_POSE_BATCHES)) if backend == "inductor" else {}
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
                                score_threshold=0.3 if det_score_threshold is None else det_score_threshold, **sizes)
     if backend == "inductor":
@@ -53,10 +53,26 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
                             min_score=min_score)
 
 
-# frames per device batch, and the pose batch sizes compiled (crops of a 64-frame chunk of a busy
-# street, ~12 people a frame, fill the 1024 bucket)
+def _batch_sizes(variable: str, default: Any) -> Any:
+    """The compiled batch sizes: `variable` from the environment ("dynamic", or sizes such as
+    "128,512") when set, else `default`."""
+    import os
+
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    if text == "dynamic":
+        return text
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise ValueError(f"{variable}={text!r}: expected 'dynamic' or batch sizes such as 128,512") from None
+
+
+# frames per device batch, and the pose batch sizes compiled: a 64-frame chunk of a busy street
+# (~10 people a frame) runs its ~660 crops as 512 + 128 + 128 (posekit.engines.inductor.batch_plan)
 GPU_FRAMES_PER_BATCH = 64
-GPU_POSE_BATCHES = (128, 512, 1024)
+GPU_POSE_BATCHES = (128, 512)
 
 
 # backend -> (precisions the commands offer, default detector, the pipeline it runs, what it is)

@@ -137,6 +137,8 @@ class InductorEngine(TorchEagerEngine):
         start = time.perf_counter()
         for b in self.batch_sizes or (1, 2):
             x = torch.zeros((b, *sample_shape), dtype=dtype, device=self.device)
+            if self.channels_last and x.dim() == 4:  # as __call__ passes them: other strides would recompile
+                x = x.contiguous(memory_format=torch.channels_last)
             for _ in range(runs):
                 self.forward([x])
         self.synchronize()
@@ -151,8 +153,10 @@ class InductorEngine(TorchEagerEngine):
         b = padded_batch(n, self.batch_sizes)
         if b != n:
             tensors = [torch.cat([t, t.new_zeros((b - n, *t.shape[1:]))]) if t.dim() else t for t in tensors]
-            if self.channels_last:
-                tensors = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in tensors]
+        # one memory layout whatever the caller passed (a slice, a padded batch): the graphs were
+        # compiled for it, and another layout would fail their guards and recompile mid-stream
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        tensors = [t.contiguous(memory_format=memory_format) if t.dim() == 4 else t for t in tensors]
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         out = as_output_list(self.compiled(*tensors))
