@@ -11,7 +11,7 @@ from posekit.ops.assignment import linear_assignment
 from posekit.ops.boxes import box_iou
 from posekit.ops.oks import oks
 from posekit.structures import Poses
-from posekit.tracking.kalman import BoxKalman, cxcywh_to_xyxy, xyxy_to_cxcywh
+from posekit.tracking.kalman import BoxKalman, cxcywh_to_xyxy, predict_all, update_all, xyxy_to_cxcywh
 from posekit.tracking.smoothing import OneEuroFilter
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class PoseTracker:
         for track in self._tracks:
             if track.state == LOST:
                 self._coast(track, step)
-            track.kalman.predict(step)
+        predict_all([t.kalman for t in self._tracks], step)
 
         scores = getattr(poses, self.score_field)
         high = np.flatnonzero(scores >= self.high_score)
@@ -271,7 +271,10 @@ class PoseTracker:
         long_lost = [t for t in self._tracks if t.state == LOST and id(t) not in seen]
         m4, rest_high = self._reidentify(long_lost, poses, rest_high)
 
-        for track, i in matches + m2 + m3 + m4:
+        observed = matches + m2 + m3 + m4  # each track at most once
+        if observed:
+            update_all([t.kalman for t, _ in observed], poses.boxes[[i for _, i in observed]])
+        for track, i in observed:
             self._observe(track, poses, i, float(scores[i]))
         stuck = {id(t) for t in self._tracks if t.state != TENTATIVE and self._stuck(t)}
         matched = {id(t): i for t, i in matches + m2 + m3 + m4 if id(t) not in stuck}
@@ -471,7 +474,7 @@ class PoseTracker:
         return matches, rest
 
     def _observe(self, track: _Track, poses: Poses, i: int, score: float) -> None:
-        track.kalman.update(poses.boxes[i])
+        """A match: the track takes pose i (its Kalman filter is updated beforehand, all at once)."""
         track.last_box = poses.boxes[i].copy()
         track.keypoints = poses.keypoints[i].copy()
         track.keypoint_scores = poses.keypoint_scores[i].copy()
