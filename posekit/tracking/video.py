@@ -8,9 +8,10 @@ outputs hold every frame done and nothing half-written is left; a video with no 
 none. The JSON Lines follow `posekit.schema` (the same records as `posekit infer`), with the
 container's timestamps (variable frame rates too).
 
-The records, the render and the video encode run on a writer thread (`WriterThread`), a few
-frames behind the tracker, so the caller's thread only decodes (or feeds the estimator) and
-tracks; a signal still lands between frames, every output holding the same frames.
+The render (drawing and trails) and then the records and the video encode run on two threads of
+their own (`WriterThread`), a few frames behind the tracker, so the caller's thread only decodes
+(or feeds the estimator) and tracks; a signal still lands between frames, every output holding
+the same frames.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class _Tracked:
     render_size: tuple[int, int]  # the first frame's: one video file has one frame size
     file_name: str
     rescale: tuple[float, float] | None  # the resolution changed here: (sx, sy) for the trails
+    rendered: np.ndarray | None = None  # the drawn frame, once the render thread has drawn it
 
 
 class Trails:
@@ -132,9 +134,9 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     max_frames: stop after this many frames (for cameras, which never end by themselves)
     vis_threshold: the render draws tracked people whose detector box score reaches it
     progress:  a per-frame progress bar on stderr
-    write_ahead: the records, render and encode run on a thread of their own, at most this many
-               frames behind the tracker (so the estimator and the tracker never wait on them);
-               0 writes them on the caller's thread
+    write_ahead: the render, and the records and encode, run on two threads of their own, each at
+               most this many frames behind (so the estimator and the tracker never wait on
+               them); 0 does all of it on the caller's thread
     Raises `posekit.io.InputError` for a missing, empty (0 frames) or truncated video; the
     outputs then hold the frames decoded before the problem (none when there were none). An
     interrupt (KeyboardInterrupt, posekit.journal.Terminated) passes through likewise, after
@@ -173,6 +175,7 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
         render_to = VideoSink(video_path, fps=rate) if render else contextlib.nullcontext()
         pending: deque = deque()
         writer: WriterThread | None = None
+        renderer: WriterThread | None = None
 
         def images() -> Iterator[np.ndarray]:
             for frame in reader:
@@ -186,12 +189,16 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                 jsonl = stack.enter_context(JsonLinesWriter(jsonl_path)) if jsonl_path else None
                 sink = stack.enter_context(render_to)
 
-                def write(item: _Tracked) -> None:
-                    """One frame to every output (on the writer thread, in frame order)."""
+                def render_frame(item: _Tracked) -> np.ndarray:
                     if item.rescale is not None:
                         trails.rescale(*item.rescale)
-                    rendered = (_render(item.image, item.poses, trails, item.render_size, vis_threshold)
-                                if sink is not None else None)
+                    return _render(item.image, item.poses, trails, item.render_size, vis_threshold)
+
+                def write(item: _Tracked) -> None:
+                    """One frame to every output (on the writer thread, in frame order)."""
+                    rendered = None
+                    if sink is not None:
+                        rendered = item.rendered if item.rendered is not None else render_frame(item)
                     record = frame_record(item.index, item.poses, source=item.source, timestamp=item.timestamp,
                                           image_size=item.size, file_name=item.file_name) if jsonl else None
                     with signals_held():  # (the caller's thread when write_ahead is 0)
@@ -204,7 +211,16 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                         if sink is not None:
                             sink.write(rendered)
 
+                def render_then_write(item: _Tracked) -> None:
+                    item.rendered = render_frame(item)
+                    writer.put(item)
+
                 writer = WriterThread(write, write_ahead, name="posekit-track-writer")
+                # the render (drawing, trails) on a thread of its own ahead of the writer's records and
+                # encode, when there is a render and threads at all: two threads share a frame's work
+                renderer = (WriterThread(render_then_write, write_ahead, name="posekit-track-render")
+                            if sink is not None and write_ahead else None)
+                feed = renderer or writer
                 queued = 0
                 try:
                     for poses in stream:
@@ -223,7 +239,7 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                         timestamp = queued / float(fps) if fps else frame.timestamp
                         tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
                         ids.update(tracked.track_ids.tolist())
-                        writer.put(_Tracked(queued, frame.image, tracked, frame.source, timestamp, size, first_size,
+                        feed.put(_Tracked(queued, frame.image, tracked, frame.source, timestamp, size, first_size,
                                             f"{name}/{queued:06d}.jpg", rescale))
                         queued += 1
                         bar.update(1)
@@ -232,12 +248,18 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                         stream.close()  # joins the estimator's threads before the files are closed
                         bar.close()
                     finally:
-                        writer.close()  # the frames queued are written; the files close after it
+                        try:
+                            if renderer is not None:
+                                renderer.close()  # renders what is queued, handing it to the writer
+                        finally:
+                            writer.close()  # the frames queued are written; the files close after it
                         frames = writer.written
                         codec = getattr(sink, "codec", None)
         finally:
+            for thread in (renderer, writer):  # (already ended unless closing them was interrupted)
+                if thread is not None:
+                    thread.abort()
             if writer is not None:
-                writer.abort()  # (already ended unless closing it was interrupted)
                 frames = writer.written
             if posetrack is not None and frames:
                 _keep(posetrack)
