@@ -86,6 +86,40 @@ def test_writer_thread_writes_what_the_serial_path_writes(looped_demo, tmp_path,
             assert a.read_bytes() == b.read_bytes(), f"{b} differs from the serial path's {a}"
 
 
+class _StopsAt:
+    """Replayed detections whose stream raises `error` when frame `at` is asked for: Ctrl-C (or a
+    failing model) landing while the estimator works, with frames still queued for the writers."""
+
+    def __init__(self, frames: list, at: int, error: BaseException) -> None:
+        self.frames, self.at, self.error = frames, at, error
+
+    def stream(self, images):
+        for n, _ in enumerate(images):
+            if n == self.at:
+                raise self.error
+            yield self.frames[n]
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("the pose model failed")])
+def test_an_interrupt_keeps_every_tracked_frame_in_every_output(looped_demo, tmp_path, error):
+    import json
+
+    from posekit.tracking.video import track_video
+
+    video, detections = looped_demo
+    with pytest.raises(type(error)):
+        track_video(str(video), tmp_path, estimator=_StopsAt(detections, 23, error),
+                    formats=("jsonl", "posetrack", "mot"), vis_threshold=0.5, write_ahead=8)
+    records = [json.loads(line) for line in (tmp_path / "looped.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(23))  # the frames queued were written too
+    assert len(json.loads((tmp_path / "looped.posetrack.json").read_text())["images"]) == 23
+    rows = (tmp_path / "looped.txt").read_text().splitlines()
+    assert {int(row.split(",")[0]) for row in rows} <= set(range(1, 24)) and int(rows[-1].split(",")[0]) > 15
+    assert _count_frames(tmp_path / "looped.mp4") == 23
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["looped.jsonl", "looped.mp4", "looped.posetrack.json",
+                                                          "looped.txt"]
+
+
 def test_writer_thread_keeps_order_and_bounds_its_queue():
     seen, most_ahead = [], [0]
     put = [0]
