@@ -108,8 +108,8 @@ def predict_all(filters: Sequence[BoxKalman], step: float = 1.0) -> None:
     arithmetic, row by row): a tracker predicts every track every frame."""
     if step <= 0 or not filters:
         return
-    mean = np.stack([f.mean for f in filters])
-    pp, pv, vv = (np.stack(a) for a in zip(*((f._pp, f._pv, f._vv) for f in filters)))
+    mean = np.array([f.mean for f in filters])
+    pp, pv, vv = (np.array(a) for a in zip(*((f._pp, f._pv, f._vv) for f in filters)))
     size2 = _sizes(mean) ** 2
     mean[:, :4] += step * mean[:, 4:]
     mean[:, 2:4] = np.maximum(mean[:, 2:4], 1.0)  # a shrinking box never turns inside out
@@ -125,8 +125,8 @@ def update_all(filters: Sequence[BoxKalman], boxes_xyxy: np.ndarray) -> None:
     if not filters:
         return
     z = xyxy_to_cxcywh(boxes_xyxy)
-    mean = np.stack([f.mean for f in filters])
-    pp, pv, vv = (np.stack(a) for a in zip(*((f._pp, f._pv, f._vv) for f in filters)))
+    mean = np.array([f.mean for f in filters])
+    pp, pv, vv = (np.array(a) for a in zip(*((f._pp, f._pv, f._vv) for f in filters)))
     s = pp + (STD_POSITION * _sizes(mean)) ** 2
     k_p, k_v = pp / s, pv / s
     y = z - mean[:, :4]

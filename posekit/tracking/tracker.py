@@ -304,7 +304,7 @@ class PoseTracker:
         result = poses[[i for i, _ in reported]].replace(
             track_ids=np.array([t.track_id for _, t in reported], np.int64))
         if self.smoothing:
-            result = result.replace(keypoints=np.stack([t.smoothed for _, t in reported]))
+            result = result.replace(keypoints=np.array([t.smoothed for _, t in reported]))
         return result
 
     # -- steps of an update ---------------------------------------------------------------------
@@ -394,7 +394,7 @@ class PoseTracker:
     def _similarity(self, tracks: list[_Track], poses: Poses, index: np.ndarray,
                     use_keypoints: bool) -> np.ndarray:
         """(T, D) similarity in [0, 1] between tracks (at their predicted place) and poses[index]."""
-        now = np.stack([t.kalman.mean[:4] for t in tracks])  # (T, 4) predicted cx, cy, w, h
+        now = np.array([t.kalman.mean[:4] for t in tracks])  # (T, 4) predicted cx, cy, w, h
         pred_boxes = cxcywh_to_xyxy(now).astype(np.float32)
         grow = np.minimum(1.0, self.lost_box_growth * np.array([t.lost_for for t in tracks], np.float32))
         if grow.any():
@@ -404,11 +404,11 @@ class PoseTracker:
         if not use_keypoints or self.iou_weight >= 1.0:
             return sim
         # the last keypoints carried along with the box's predicted motion and size change
-        last = xyxy_to_cxcywh(np.stack([t.last_box for t in tracks]))
+        last = xyxy_to_cxcywh(np.array([t.last_box for t in tracks]))
         scale = now[:, 2:] / np.maximum(last[:, 2:], 1.0)
-        kpts = np.stack([t.keypoints for t in tracks])
+        kpts = np.array([t.keypoints for t in tracks])
         pred_kpts = ((kpts - last[:, None, :2]) * scale[:, None] + now[:, None, :2]).astype(np.float32)
-        visible = np.stack([t.keypoint_scores for t in tracks]) >= self.keypoint_threshold
+        visible = np.array([t.keypoint_scores for t in tracks]) >= self.keypoint_threshold
         areas = np.clip(now[:, 2:], 1.0, None).prod(-1) * AREA_PER_BOX_AREA
         # oks() weighs by the second argument's visibility and area: here the tracks'.
         sim_kpts = oks(poses.keypoints[index], pred_kpts, areas, visible).T
@@ -442,7 +442,7 @@ class PoseTracker:
         index = np.asarray(index, np.int64)
         if not tracks or index.size == 0:
             return [], index
-        last = np.stack([xyxy_to_cxcywh(t.last_box) for t in tracks])  # (T, 4)
+        last = np.array([xyxy_to_cxcywh(t.last_box) for t in tracks])  # (T, 4)
         det = xyxy_to_cxcywh(poses.boxes[index])  # (D, 4)
         lost = np.array([t.lost_for for t in tracks])
         # the centre may have walked up to ~0.04 heights a frame (a brisk walk) since last seen
