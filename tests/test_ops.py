@@ -67,3 +67,33 @@ def test_oks_nms_drops_duplicate_pose():
     kpts = np.stack([a, a + 0.5, a + 300])
     keep = oks_nms(kpts, np.array([0.9, 0.8, 0.7]), areas=np.full(3, 100.0 * 100.0), threshold=0.9)
     assert keep.tolist() == [0, 2]
+
+
+def _greedy_oks_nms(kpts, scores, areas, threshold, visible=None):
+    """Pose NMS one kept pose at a time (the definition oks_nms computes from one OKS matrix)."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        sim = oks(kpts[rest], kpts[i:i + 1], areas[i:i + 1], None if visible is None else visible[i:i + 1])[:, 0]
+        order = rest[sim <= threshold]
+    return keep
+
+
+@pytest.mark.parametrize("people, jitter, threshold, with_visibility", [
+    (0, 1.0, 0.8, False), (1, 1.0, 0.8, False), (2, 0.5, 0.9, False),
+    (12, 3.0, 0.8, False), (12, 3.0, 0.8, True), (40, 10.0, 0.5, True), (40, 1.0, 0.9, False),
+])
+def test_oks_nms_equals_greedy_one_pose_at_a_time(people, jitter, threshold, with_visibility):
+    rng = np.random.default_rng(people)
+    base = rng.uniform(0, 500, (max(people // 2, 1), 1, 2)) + rng.uniform(-40, 40, (max(people // 2, 1), 17, 2))
+    kpts = (base[rng.integers(0, len(base), people)] + rng.normal(0, jitter, (people, 17, 2))).astype(np.float32)
+    scores = rng.choice([0.3, 0.5, 0.9], people).astype(np.float32)  # ties keep input order
+    areas = rng.uniform(500, 20000, people)
+    visible = rng.random((people, 17)) > 0.3 if with_visibility else None
+    keep = oks_nms(kpts, scores, areas, threshold, keypoint_scores=None if visible is None else visible.astype(float),
+                   keypoint_threshold=0.5)
+    expected = _greedy_oks_nms(kpts, scores, areas, threshold, visible)
+    assert keep.dtype == np.int64 and keep.tolist() == expected
+    assert people < 12 or len(expected) < people  # the crowds have duplicates to drop

@@ -236,6 +236,31 @@ def test_kalman_learns_constant_velocity():
     np.testing.assert_allclose(kf.box, box + [7 * 22, -2 * 22, 7 * 22, -2 * 22], atol=1.0)
 
 
+@pytest.mark.parametrize("steps", [
+    [1.0, 1.0, 1.0],
+    [0.0, 2.0, 0.5],  # a repeated timestamp, a dropped frame, a faster stretch
+    [3.7, 1.0],
+])
+def test_kalman_bank_equals_one_filter_at_a_time(steps):
+    """predict_all / update_all (the tracker's per-frame path) give exactly the single filters' numbers."""
+    from posekit.tracking.kalman import predict_all, update_all
+
+    rng = np.random.default_rng(len(steps))
+    boxes = np.concatenate([rng.uniform(0, 500, (6, 2)), rng.uniform(0, 500, (6, 2))], 1)
+    boxes[:, 2:] = boxes[:, :2] + rng.uniform([0.2, 0.5], [80, 200], (6, 2))  # tiny boxes too
+    one, bank = [BoxKalman(b) for b in boxes], [BoxKalman(b) for b in boxes]
+    for n, step in enumerate(steps):
+        for f in one:
+            f.predict(step)
+        predict_all(bank, step)
+        seen = boxes + rng.normal(0, 5, boxes.shape) * (n + 1)
+        for f, b in zip(one[::2], seen[::2]):
+            f.update(b)
+        update_all(bank[::2], seen[::2])
+        for a, b in zip(one, bank):
+            assert np.array_equal(a.mean, b.mean) and np.array_equal(a.covariance, b.covariance)
+
+
 def _spoil(poses: Poses, row: int, what: str, value: float) -> Poses:
     arrays = {"boxes": poses.boxes.copy(), "box_scores": poses.box_scores.copy(),
               "keypoints": poses.keypoints.copy(), "keypoint_scores": poses.keypoint_scores.copy()}

@@ -41,15 +41,17 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thresh
     """
     order = np.argsort(-np.asarray(scores), kind="stable")
     keypoints = np.asarray(keypoints, np.float32)
+    if order.size < 2:
+        return order.astype(np.int64)
     visible = None if keypoint_scores is None else np.asarray(keypoint_scores) > keypoint_threshold
+    # Every pair's OKS at once (column i: each pose against pose i, with i's area and visible
+    # keypoints), the same elementwise arithmetic as comparing the rest with one pose at a time.
+    sim = oks(keypoints, keypoints, np.asarray(areas), visible)
+    dropped = np.zeros(order.size, bool)
     keep: list[int] = []
-    while order.size:
-        i = order[0]
-        keep.append(int(i))
-        rest = order[1:]
-        if rest.size == 0:
-            break
-        vis = None if visible is None else visible[i : i + 1]
-        sim = oks(keypoints[rest], keypoints[i : i + 1], np.asarray(areas)[i : i + 1], vis)[:, 0]
-        order = rest[sim <= threshold]
+    for i in order.tolist():
+        if dropped[i]:
+            continue
+        keep.append(i)
+        dropped |= ~(sim[:, i] <= threshold)  # (a NaN similarity drops, as `rest[sim <= threshold]` did)
     return np.asarray(keep, dtype=np.int64)

@@ -72,3 +72,21 @@ def detect_video(source: str | int, estimator: Any, max_frames: int | None = Non
             yield frame.image
 
     yield from estimator.stream(images())
+
+
+class ReplayedDetections:
+    """Saved detections as an estimator: ``stream(images)`` yields frame n's poses for the n-th
+    image, so `track_video` re-tracks and re-renders a video with another tracker or other
+    settings without running the models. More images than frames saved raise ValueError.
+
+        track_video("clip.mp4", "out", estimator=ReplayedDetections(load_detections("clip.detections.npz")))
+    """
+
+    def __init__(self, frames: Iterable[Poses]) -> None:
+        self.frames = list(frames)
+
+    def stream(self, images: Iterable[Any]) -> Iterator[Poses]:
+        for n, _ in enumerate(images):
+            if n >= len(self.frames):
+                raise ValueError(f"expected at most {len(self.frames)} frames (the detections saved), got more")
+            yield self.frames[n]

@@ -7,6 +7,8 @@ tracker's nominal frame rate and may be fractional (a dropped frame is a step of
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 # Standard deviations relative to box size, the values SORT-family trackers use.
@@ -92,3 +94,44 @@ class BoxKalman:
     def box(self) -> np.ndarray:
         """The current box estimate, (4,) xyxy."""
         return cxcywh_to_xyxy(self.mean[:4])
+
+
+def _sizes(mean: np.ndarray) -> np.ndarray:
+    """(T, 4) `_size` of every row of a (T, 8) state."""
+    wh = mean[:, 2:4]
+    wh = np.where(wh > 1.0, wh, 1.0)
+    return np.concatenate([wh, wh], 1)
+
+
+def predict_all(filters: Sequence[BoxKalman], step: float = 1.0) -> None:
+    """``f.predict(step)`` for every filter as one computation over a (T, 8) state (the same
+    arithmetic, row by row): a tracker predicts every track every frame."""
+    if step <= 0 or not filters:
+        return
+    mean = np.array([f.mean for f in filters])
+    pp, pv, vv = (np.array(a) for a in zip(*((f._pp, f._pv, f._vv) for f in filters)))
+    size2 = _sizes(mean) ** 2
+    mean[:, :4] += step * mean[:, 4:]
+    mean[:, 2:4] = np.maximum(mean[:, 2:4], 1.0)  # a shrinking box never turns inside out
+    pp = pp + (2 * step) * pv + (step * step) * vv + (STD_POSITION ** 2 * step) * size2
+    pv = pv + step * vv
+    vv = vv + (STD_VELOCITY ** 2 * step) * size2
+    for r, f in enumerate(filters):
+        f.mean, f._pp, f._pv, f._vv = mean[r], pp[r], pv[r], vv[r]
+
+
+def update_all(filters: Sequence[BoxKalman], boxes_xyxy: np.ndarray) -> None:
+    """``f.update(box)`` for every filter and its (T, 4) box, as one computation."""
+    if not filters:
+        return
+    z = xyxy_to_cxcywh(boxes_xyxy)
+    mean = np.array([f.mean for f in filters])
+    pp, pv, vv = (np.array(a) for a in zip(*((f._pp, f._pv, f._vv) for f in filters)))
+    s = pp + (STD_POSITION * _sizes(mean)) ** 2
+    k_p, k_v = pp / s, pv / s
+    y = z - mean[:, :4]
+    mean[:, :4] += k_p * y
+    mean[:, 4:] += k_v * y
+    pp, pv, vv = pp - pp * k_p, pv - pv * k_p, vv - pv * k_v
+    for r, f in enumerate(filters):
+        f.mean, f._pp, f._pv, f._vv = mean[r], pp[r], pv[r], vv[r]

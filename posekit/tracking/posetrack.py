@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from posekit.io import write_json
 from posekit.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 from posekit.structures import Poses
 
@@ -50,6 +49,9 @@ class PoseTrackWriter:
         with PoseTrackWriter("out/video.json", vid_id=3) as w:
             for frame, poses in enumerate(tracked):
                 w.add(poses, file_name=f"video/{frame:06d}.jpg")
+
+    Each frame's annotations are turned into JSON text as they are added (the writer thread's
+    work in `posekit track`), so closing after a long video only joins them.
     """
 
     def __init__(self, path: str | os.PathLike, *, vid_id: int = 0, image_size: tuple[int, int] | None = None):
@@ -57,7 +59,8 @@ class PoseTrackWriter:
         self.vid_id = int(vid_id)
         self.image_size = image_size
         self._images: list[dict] = []
-        self._annotations: list[dict] = []
+        self._annotations: list[str] = []  # per frame with people: its annotations as JSON, ", "-joined
+        self._count = 0  # annotations so far
 
     def add(self, poses: Poses, *, file_name: str | None = None, image_size: tuple[int, int] | None = None) -> None:
         if poses.track_ids is None:
@@ -70,27 +73,52 @@ class PoseTrackWriter:
         if size is not None:
             image["width"], image["height"] = int(size[0]), int(size[1])
         self._images.append(image)
-        for i in range(len(poses)):
-            x0, y0, x1, y1 = poses.boxes[i].tolist()
-            kpts = np.concatenate([poses.keypoints[i], np.ones((poses.num_keypoints, 1), np.float32)], 1)
-            self._annotations.append({
-                "id": len(self._annotations) + 1,
+        n = len(poses)
+        if not n:
+            return
+        # a frame at a time: the same float64 arithmetic and rounding as person by person
+        boxes = poses.boxes.astype(np.float64)
+        bbox = _r(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1))
+        visibility = np.ones((n, poses.num_keypoints, 1), np.float32)
+        keypoints = _r(np.concatenate([poses.keypoints, visibility], 2).reshape(n, -1))
+        scores = _r(poses.keypoint_scores, 4)
+        ids, person_scores = poses.track_ids.tolist(), poses.scores.tolist()
+        annotations = []
+        for i in range(n):
+            self._count += 1
+            annotations.append({
+                "id": self._count,
                 "image_id": iid,
-                "track_id": int(poses.track_ids[i]),
+                "track_id": ids[i],
                 "category_id": 1,
-                "bbox": _r([x0, y0, x1 - x0, y1 - y0]),
-                "keypoints": _r(kpts.reshape(-1)),
-                "scores": _r(poses.keypoint_scores[i], 4),
-                "score": round(float(poses.scores[i]), 4),
+                "bbox": bbox[i],
+                "keypoints": keypoints[i],
+                "scores": scores[i],
+                "score": round(person_scores[i], 4),
             })
+        self._annotations.append(json.dumps(annotations)[1:-1])  # the list's items, ", "-joined
 
-    def document(self) -> dict:
+    def _finish_images(self) -> None:
         for image in self._images:
             image["nframes"] = len(self._images)
-        return {"images": self._images, "annotations": self._annotations, "categories": [POSETRACK_CATEGORY]}
+
+    def document(self) -> dict:
+        self._finish_images()
+        annotations = json.loads(f"[{', '.join(self._annotations)}]")
+        return {"images": self._images, "annotations": annotations, "categories": [POSETRACK_CATEGORY]}
+
+    def text(self) -> str:
+        """The file's JSON text: what ``json.dumps(self.document())`` gives, without parsing the
+        annotations back."""
+        self._finish_images()
+        return (f'{{"images": {json.dumps(self._images)}, "annotations": [{", ".join(self._annotations)}], '
+                f'"categories": {json.dumps([POSETRACK_CATEGORY])}}}')
 
     def close(self) -> None:
-        write_json(self.path, self.document())
+        from posekit.io import atomic_path
+
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(self.text(), encoding="utf-8")
 
     def __enter__(self) -> "PoseTrackWriter":
         return self

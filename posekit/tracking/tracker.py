@@ -11,7 +11,7 @@ from posekit.ops.assignment import linear_assignment
 from posekit.ops.boxes import box_iou
 from posekit.ops.oks import oks
 from posekit.structures import Poses
-from posekit.tracking.kalman import BoxKalman, cxcywh_to_xyxy, xyxy_to_cxcywh
+from posekit.tracking.kalman import BoxKalman, cxcywh_to_xyxy, predict_all, update_all, xyxy_to_cxcywh
 from posekit.tracking.smoothing import OneEuroFilter
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class PoseTracker:
         for track in self._tracks:
             if track.state == LOST:
                 self._coast(track, step)
-            track.kalman.predict(step)
+        predict_all([t.kalman for t in self._tracks], step)
 
         scores = getattr(poses, self.score_field)
         high = np.flatnonzero(scores >= self.high_score)
@@ -271,7 +271,10 @@ class PoseTracker:
         long_lost = [t for t in self._tracks if t.state == LOST and id(t) not in seen]
         m4, rest_high = self._reidentify(long_lost, poses, rest_high)
 
-        for track, i in matches + m2 + m3 + m4:
+        observed = matches + m2 + m3 + m4  # each track at most once
+        if observed:
+            update_all([t.kalman for t, _ in observed], poses.boxes[[i for _, i in observed]])
+        for track, i in observed:
             self._observe(track, poses, i, float(scores[i]))
         stuck = {id(t) for t in self._tracks if t.state != TENTATIVE and self._stuck(t)}
         matched = {id(t): i for t, i in matches + m2 + m3 + m4 if id(t) not in stuck}
@@ -301,7 +304,7 @@ class PoseTracker:
         result = poses[[i for i, _ in reported]].replace(
             track_ids=np.array([t.track_id for _, t in reported], np.int64))
         if self.smoothing:
-            result = result.replace(keypoints=np.stack([t.smoothed for _, t in reported]))
+            result = result.replace(keypoints=np.array([t.smoothed for _, t in reported]))
         return result
 
     # -- steps of an update ---------------------------------------------------------------------
@@ -391,7 +394,7 @@ class PoseTracker:
     def _similarity(self, tracks: list[_Track], poses: Poses, index: np.ndarray,
                     use_keypoints: bool) -> np.ndarray:
         """(T, D) similarity in [0, 1] between tracks (at their predicted place) and poses[index]."""
-        now = np.stack([t.kalman.mean[:4] for t in tracks])  # (T, 4) predicted cx, cy, w, h
+        now = np.array([t.kalman.mean[:4] for t in tracks])  # (T, 4) predicted cx, cy, w, h
         pred_boxes = cxcywh_to_xyxy(now).astype(np.float32)
         grow = np.minimum(1.0, self.lost_box_growth * np.array([t.lost_for for t in tracks], np.float32))
         if grow.any():
@@ -401,11 +404,11 @@ class PoseTracker:
         if not use_keypoints or self.iou_weight >= 1.0:
             return sim
         # the last keypoints carried along with the box's predicted motion and size change
-        last = xyxy_to_cxcywh(np.stack([t.last_box for t in tracks]))
+        last = xyxy_to_cxcywh(np.array([t.last_box for t in tracks]))
         scale = now[:, 2:] / np.maximum(last[:, 2:], 1.0)
-        kpts = np.stack([t.keypoints for t in tracks])
+        kpts = np.array([t.keypoints for t in tracks])
         pred_kpts = ((kpts - last[:, None, :2]) * scale[:, None] + now[:, None, :2]).astype(np.float32)
-        visible = np.stack([t.keypoint_scores for t in tracks]) >= self.keypoint_threshold
+        visible = np.array([t.keypoint_scores for t in tracks]) >= self.keypoint_threshold
         areas = np.clip(now[:, 2:], 1.0, None).prod(-1) * AREA_PER_BOX_AREA
         # oks() weighs by the second argument's visibility and area: here the tracks'.
         sim_kpts = oks(poses.keypoints[index], pred_kpts, areas, visible).T
@@ -439,7 +442,7 @@ class PoseTracker:
         index = np.asarray(index, np.int64)
         if not tracks or index.size == 0:
             return [], index
-        last = np.stack([xyxy_to_cxcywh(t.last_box) for t in tracks])  # (T, 4)
+        last = np.array([xyxy_to_cxcywh(t.last_box) for t in tracks])  # (T, 4)
         det = xyxy_to_cxcywh(poses.boxes[index])  # (D, 4)
         lost = np.array([t.lost_for for t in tracks])
         # the centre may have walked up to ~0.04 heights a frame (a brisk walk) since last seen
@@ -471,7 +474,7 @@ class PoseTracker:
         return matches, rest
 
     def _observe(self, track: _Track, poses: Poses, i: int, score: float) -> None:
-        track.kalman.update(poses.boxes[i])
+        """A match: the track takes pose i (its Kalman filter is updated beforehand, all at once)."""
         track.last_box = poses.boxes[i].copy()
         track.keypoints = poses.keypoints[i].copy()
         track.keypoint_scores = poses.keypoint_scores[i].copy()

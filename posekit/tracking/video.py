@@ -7,6 +7,11 @@ ends: at its last frame, at --max-frames, on Ctrl-C/SIGTERM or an error (truncat
 outputs hold every frame done and nothing half-written is left; a video with no frame leaves
 none. The JSON Lines follow `posekit.schema` (the same records as `posekit infer`), with the
 container's timestamps (variable frame rates too).
+
+The render (drawing and trails) and then the records and the video encode run on two threads of
+their own (`WriterThread`), a few frames behind the tracker, so the caller's thread only decodes
+(or feeds the estimator) and tracks; a signal still lands between frames, every output holding
+the same frames.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from posekit.schema import frame_record
 from posekit.tracking.mot import MotWriter
 from posekit.tracking.posetrack import PoseTrackWriter
 from posekit.tracking.tracker import PoseTracker
+from posekit.tracking.writer import WriterThread
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,22 @@ class TrackResult:
     @property
     def outputs(self) -> list[Path]:
         return [p for p in (self.jsonl, self.posetrack, self.mot, self.detections, self.video) if p]
+
+
+@dataclass
+class _Tracked:
+    """One tracked frame on its way to the outputs."""
+
+    index: int
+    image: np.ndarray
+    poses: Poses
+    source: str
+    timestamp: float | None
+    size: tuple[int, int]  # this frame's (width, height)
+    render_size: tuple[int, int]  # the first frame's: one video file has one frame size
+    file_name: str
+    rescale: tuple[float, float] | None  # the resolution changed here: (sx, sy) for the trails
+    rendered: np.ndarray | None = None  # the drawn frame, once the render thread has drawn it
 
 
 class Trails:
@@ -97,7 +119,8 @@ class Trails:
 def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any, tracker: PoseTracker | None = None,
                 render: bool = True, trail: int = 20, fps: float | None = None, stem: str | None = None,
                 vid_id: int = 0, max_frames: int | None = None, formats: tuple[str, ...] = ("jsonl", "posetrack"),
-                save_detections: bool = False, vis_threshold: float = 0.0, progress: bool = False) -> TrackResult:
+                save_detections: bool = False, vis_threshold: float = 0.0, progress: bool = False,
+                write_ahead: int = 8) -> TrackResult:
     """Estimate and track every person in a video file or camera (an int index).
 
     estimator: a `posekit.PoseEstimator` (anything with ``stream(images) -> iterator of Poses``)
@@ -111,6 +134,9 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     max_frames: stop after this many frames (for cameras, which never end by themselves)
     vis_threshold: the render draws tracked people whose detector box score reaches it
     progress:  a per-frame progress bar on stderr
+    write_ahead: the render, and the records and encode, run on two threads of their own, each at
+               most this many frames behind (so the estimator and the tracker never wait on
+               them); 0 does all of it on the caller's thread
     Raises `posekit.io.InputError` for a missing, empty (0 frames) or truncated video; the
     outputs then hold the frames decoded before the problem (none when there were none). An
     interrupt (KeyboardInterrupt, posekit.journal.Terminated) passes through likewise, after
@@ -148,6 +174,8 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
         mot = MotWriter(mot_path).__enter__() if mot_path else None
         render_to = VideoSink(video_path, fps=rate) if render else contextlib.nullcontext()
         pending: deque = deque()
+        writer: WriterThread | None = None
+        renderer: WriterThread | None = None
 
         def images() -> Iterator[np.ndarray]:
             for frame in reader:
@@ -160,42 +188,79 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
             with contextlib.ExitStack() as stack:
                 jsonl = stack.enter_context(JsonLinesWriter(jsonl_path)) if jsonl_path else None
                 sink = stack.enter_context(render_to)
+
+                def render_frame(item: _Tracked) -> np.ndarray:
+                    if item.rescale is not None:
+                        trails.rescale(*item.rescale)
+                    return _render(item.image, item.poses, trails, item.render_size, vis_threshold)
+
+                def write(item: _Tracked) -> None:
+                    """One frame to every output (on the writer thread, in frame order)."""
+                    rendered = None
+                    if sink is not None:
+                        rendered = item.rendered if item.rendered is not None else render_frame(item)
+                    record = frame_record(item.index, item.poses, source=item.source, timestamp=item.timestamp,
+                                          image_size=item.size, file_name=item.file_name) if jsonl else None
+                    with signals_held():  # (the caller's thread when write_ahead is 0)
+                        if jsonl is not None:
+                            jsonl.write(record)
+                        if posetrack is not None:
+                            posetrack.add(item.poses, file_name=item.file_name, image_size=item.size)
+                        if mot is not None:
+                            mot.add(item.index, item.poses)
+                        if sink is not None:
+                            sink.write(rendered)
+
+                def render_then_write(item: _Tracked) -> None:
+                    item.rendered = render_frame(item)
+                    writer.put(item)
+
+                writer = WriterThread(write, write_ahead, name="posekit-track-writer")
+                # the render (drawing, trails) on a thread of its own ahead of the writer's records and
+                # encode, when there is a render and threads at all: two threads share a frame's work
+                renderer = (WriterThread(render_then_write, write_ahead, name="posekit-track-render")
+                            if sink is not None and write_ahead else None)
+                feed = renderer or writer
+                queued = 0
                 try:
                     for poses in stream:
                         if save_detections:
                             detections.append(poses)
                         frame = pending.popleft()
-                        image = frame.image
-                        h, w = image.shape[:2]
+                        h, w = frame.image.shape[:2]
+                        rescale = None
                         if size is not None and (w, h) != size:
                             changes += 1
                             logger.warning("%s: frame %d is %dx%d, earlier frames %dx%d; rescaling the tracks",
-                                           source, frames, w, h, *size)
-                            trails.rescale(w / size[0], h / size[1])
+                                           source, queued, w, h, *size)
+                            rescale = (w / size[0], h / size[1])
                         size = (w, h)
                         first_size = first_size or size
-                        timestamp = frames / float(fps) if fps else frame.timestamp
+                        timestamp = queued / float(fps) if fps else frame.timestamp
                         tracked = tracker.update(poses, timestamp=timestamp, image_size=size)
                         ids.update(tracked.track_ids.tolist())
-                        file_name = f"{name}/{frames:06d}.jpg"
-                        rendered = _render(image, tracked, trails, first_size, vis_threshold) if sink else None
-                        with signals_held():  # a signal lands between frames: every output holds the same frames
-                            if jsonl is not None:
-                                jsonl.write(frame_record(frames, tracked, source=frame.source, timestamp=timestamp,
-                                                         image_size=size, file_name=file_name))
-                            if posetrack is not None:
-                                posetrack.add(tracked, file_name=file_name, image_size=size)
-                            if mot is not None:
-                                mot.add(frames, tracked)
-                            if sink is not None:
-                                sink.write(rendered)
-                            frames += 1
+                        feed.put(_Tracked(queued, frame.image, tracked, frame.source, timestamp, size, first_size,
+                                            f"{name}/{queued:06d}.jpg", rescale))
+                        queued += 1
                         bar.update(1)
                 finally:
-                    stream.close()  # joins the estimator's threads before the files are closed
-                    bar.close()
-                    codec = getattr(sink, "codec", None)
+                    try:
+                        stream.close()  # joins the estimator's threads before the files are closed
+                        bar.close()
+                    finally:
+                        try:
+                            if renderer is not None:
+                                renderer.close()  # renders what is queued, handing it to the writer
+                        finally:
+                            writer.close()  # the frames queued are written; the files close after it
+                        frames = writer.written
+                        codec = getattr(sink, "codec", None)
         finally:
+            for thread in (renderer, writer):  # (already ended unless closing them was interrupted)
+                if thread is not None:
+                    thread.abort()
+            if writer is not None:
+                frames = writer.written
             if posetrack is not None and frames:
                 _keep(posetrack)
             if mot is not None:  # the rows of the frames done are kept, as by the writers above
@@ -206,7 +271,8 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
             if save_detections and frames:
                 from posekit.tracking.detections import save_detections as write_detections
 
-                write_detections(detections_path, detections, source=source, fps=rate)
+                # the frames written to the other outputs (an interrupt may leave some estimated, not written)
+                write_detections(detections_path, detections[:frames], source=source, fps=rate)
     logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
     return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes,
                        mot=mot_path, detections=detections_path, codec=codec)
@@ -250,7 +316,8 @@ def _render(image: np.ndarray, tracked: Poses, trails: Trails, size: tuple[int, 
     from posekit.draw import draw_poses
 
     trails.add(tracked)
-    canvas = draw_poses(image, tracked, min_box_score=vis_threshold)
+    # in place: the frame is the render's alone by now (the estimator and tracker are done with it)
+    canvas = draw_poses(image, tracked, min_box_score=vis_threshold, copy=False)
     trails.draw(canvas)
     if (canvas.shape[1], canvas.shape[0]) != size:  # one video file has one frame size
         import cv2
