@@ -19,8 +19,9 @@ Rows (`bench_product` returns them under "rows", `format_table` prints them):
 
 A command runs on the whole input (N frames or images) and on its first tenth (n): steady
 frames/s = (N - n) / (T_N - T_n), so start-up and compilation cancel out, and start-up =
-T_n - n / steady. Compilation ("compiled ... in S s" in the command's log) is reported apart from
-the rest of start-up. Each command's output (stdout and its log on stderr) goes to commands.log.
+T_n - n / steady. Compilation ("compiled ... in S s" in the command's log) is taken out of each T
+first (it varies by seconds between runs, more than 3,000 frames take on a GPU), and reported
+apart from the rest of start-up. Each command's output (stdout and its log on stderr) goes to commands.log.
 """
 
 from __future__ import annotations

@@ -87,8 +87,8 @@ def main() -> int:
         run(["infer", str(work / "images" / "000000.jpg"), "--out", str(work / "warm"), "--no-vis"], env)  # fills the cache
         commands = {
             "infer --no-vis": ["infer", str(work / "images"), "--out", str(work / "out"), "--no-vis"],
-            "eval (both)": ["eval", "--ann", str(ann), "--images", str(work / "images")],
-            "eval --boxes detector": ["eval", "--ann", str(ann), "--images", str(work / "images"), "--boxes", "detector"],
+            "eval": ["eval", "--ann", str(ann), "--images", str(work / "images")],
+            "eval --boxes both": ["eval", "--ann", str(ann), "--images", str(work / "images"), "--boxes", "both"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         rss: dict[str, float] = {}
@@ -105,9 +105,9 @@ def main() -> int:
         large = None
         if args.large:
             big_ann = annotated_copies(work / "large", args.large, link_to=work / "images")
-            seconds, peak, last = run(["eval", "--ann", str(big_ann), "--images", str(work / "large")], env)
+            seconds, peak, last = run(["eval", "--ann", str(big_ann), "--images", str(work / "large"), "--boxes", "both"], env)
             large = {"images": args.large, "seconds": seconds, "peak_rss_mb": peak}
-            rows.append((f"eval (both) ({args.large} images)", seconds, None, peak, last))
+            rows.append((f"eval --boxes both ({args.large} images)", seconds, None, peak, last))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -119,8 +119,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "images": n, "repeat": args.repeat, "times": times, "peak_rss_mb": rss, "large": large,
-            "ratio_eval_both": best["eval (both)"] / best["infer --no-vis"],
-            "ratio_eval_detector": best["eval --boxes detector"] / best["infer --no-vis"],
+            "ratio_eval": best["eval"] / best["infer --no-vis"],
+            "ratio_eval_both": best["eval --boxes both"] / best["infer --no-vis"],
             "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=1))
     return 0
 

@@ -127,7 +127,7 @@ def test_infer_nothing_matched(tmp_path):
 def test_eval_detected_boxes_reaches_the_target(tmp_path):
     report = tmp_path / "eval.json"
     result = posekit("eval", "--ann", str(COCO_ANN), "--images", str(COCO_IMAGES), "--json", str(report),
-                     cache=Path(os.environ["POSEKIT_CACHE"]))
+                     "--boxes", "both", cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 0, result.stderr
     assert "keypoints, detected boxes" in result.stdout and "Average Precision" in result.stdout
     data = json.loads(report.read_text())

@@ -1,7 +1,8 @@
 """COCO keypoint AP of the pose pipeline on an annotated image folder (pycocotools).
 
---boxes detector runs the whole pipeline (and also reports the detector's person box AP);
---boxes gt gives the pose model the annotated person boxes, isolating its own accuracy.
+--boxes detector (the default) runs the whole pipeline once: keypoint AP on the detected people and
+the detector's person box AP from the same pass; --boxes gt gives the pose model the annotated
+person boxes, isolating its own accuracy (a second pose pass); --boxes both does the two.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from posekit.commands import DET_HELP, DET_THRESHOLD_HELP, DEVICE_HELP, POSE_HEL
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ann", required=True, metavar="JSON", help="COCO person keypoint annotations")
     p.add_argument("--images", required=True, metavar="DIR", help="folder holding the annotated images")
-    p.add_argument("--boxes", choices=["detector", "gt", "both"], default="both",
-                   help="person boxes to evaluate on (default %(default)s)")
+    p.add_argument("--boxes", choices=["detector", "gt", "both"], default="detector",
+                   help="person boxes to evaluate on: detector (the whole pipeline, and the person box AP, "
+                        "one pass), gt (the annotated boxes: the pose model alone) or both (default %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write AP, AP50, AP75, APm, APl, AR, images, people, seconds here")
     p.add_argument("--det", default=None, help=DET_HELP)
     p.add_argument("--pose", default=None, help=POSE_HELP)
