@@ -256,7 +256,8 @@ class _Fetched:
 
 class PoseActor:
     """A Ray Data actor: builds the pose pipeline once, then runs units (rows of JSON text) and
-    returns one row per part: {"part", "payload" (JSON text), "pid", "host"}."""
+    returns one row per part: {"part", "payload" (JSON text), "pid", "host", "cpu_s" (the actor
+    process's CPU seconds for it)}."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         import socket
@@ -271,15 +272,20 @@ class PoseActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         parts: list[str] = []
         payloads: list[str] = []
+        cpu: list[float] = []
         for text in batch["unit"]:
             unit = json.loads(str(text))
+            started = time.process_time()  # this process's CPU time, every thread
             done = self._images(unit["images"]) if unit["kind"] == "images" else [(unit["part"], self._frames(unit))]
+            spent = (time.process_time() - started) / max(len(done), 1)
             for part, payload in done:
                 parts.append(part)
                 payloads.append(json.dumps(payload))
+                cpu.append(spent)
         n = len(parts)
         return {"part": np.array(parts, dtype=object), "payload": np.array(payloads, dtype=object),
-                "pid": np.full(n, self.pid, np.int64), "host": np.array([self.host] * n, dtype=object)}
+                "pid": np.full(n, self.pid, np.int64), "host": np.array([self.host] * n, dtype=object),
+                "cpu_s": np.array(cpu, np.float64)}
 
     def _read(self, path: str) -> np.ndarray:
         from posekit.io import read_image
@@ -433,7 +439,7 @@ def estimator_settings(options: dict[str, Any]) -> dict[str, Any]:
     """The make_estimator arguments that change results (the parts' names depend on them)."""
     from posekit import __version__
 
-    return {"posekit": __version__, **{k: v for k, v in sorted(options.items()) if k not in ("workers",)}}
+    return {"posekit": __version__, **{k: v for k, v in sorted(options.items()) if k not in ("workers", "threads")}}
 
 
 def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None = None, actors: int | None = None,
@@ -455,11 +461,13 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
       `posekit infer` outputs but no parts of an earlier Ray run is refused (`OutputError`);
       with parts, the run continues from them.
     frames_per_unit, images_per_unit: the size of a unit of work.
-    on_result: called in the driver with each part's {"part", "pid", "host", "frames"} as it arrives.
+    on_result: called in the driver with each part's {"part", "pid", "host", "frames", "cpu_s"} as it
+      arrives (a part of an image group carries its share of the group's CPU time).
     estimator_options: `posekit.estimators.make_estimator`'s arguments (det, pose, backend,
       precision, device, det_score_threshold, ...), used by every actor.
     """
     start_time = time.perf_counter()
+    _check_installed()  # before anything is written
     summary = RaySummary()
     sources, problems = list_inputs(inputs)
     for problem in problems:
@@ -477,7 +485,9 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
     items = [_Item(s, n) for s, n in zip(sources, output_names(sources))]
     _assign_image_ids(items, image_ids(ann) if ann is not None else {}, ann)
     options = {"device": "cpu", **estimator_options}
-    options.setdefault("workers", max(1, int(cpus_per_actor)))  # the actor's threads: one per CPU it holds
+    if not str(options["device"]).startswith("cuda"):  # an actor runs as many frames at once as it has CPUs
+        options.setdefault("workers", max(1, int(cpus_per_actor)))
+        options.setdefault("threads", 1)
     settings = _digest(estimator_settings(options))
     planned, trouble = _plan(items, settings, frames_per_unit, max_frames)
     for problem in trouble:
@@ -520,6 +530,20 @@ def _stamp(path: Path) -> str | None:
         return json.loads(path.read_text()).get("merged")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _check_installed() -> None:
+    """MissingExtra naming `pip install 'posekit[ray]'` when ray is not installed (without importing it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except ValueError:  # in sys.modules as None: unimportable
+        found = False
+    if not found:
+        from posekit.extras import require
+
+        require("ray", "posekit infer --ray")
 
 
 def _connect(address: str | None) -> tuple[Any, bool]:
@@ -578,7 +602,8 @@ def _run_units(units: list[dict], planned: list[_Input], parts: _Parts, summary:
                     summary.actors[worker] = summary.actors.get(worker, 0) + 1
                 bar.update(frames)
                 if on_result is not None:
-                    on_result({"part": key, "pid": int(row["pid"]), "host": str(row["host"]), "frames": frames})
+                    on_result({"part": key, "pid": int(row["pid"]), "host": str(row["host"]), "frames": frames,
+                               "cpu_s": float(row["cpu_s"])})
         finally:
             bar.close()
         summary.units_run = len(units)

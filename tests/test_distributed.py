@@ -190,14 +190,15 @@ def test_cli_on_an_existing_cluster_with_uri_inputs(cluster, single, tmp_path):
     assert found, "no people found in the three images"
 
 
-def test_refuses_outputs_of_a_plain_run(single, tmp_path):
+def test_refuses_outputs_of_a_plain_run(tmp_path):
     """A folder holding `posekit infer` outputs but no Ray parts is not overwritten without --overwrite."""
     (tmp_path / "results.json").write_text("[]")
     with pytest.raises(distributed.OutputError, match="results.json: already exists"):
         distributed.infer([str(COCO_IMAGES)], tmp_path)
 
 
-def test_missing_ray_names_the_extra(monkeypatch):
+def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
-    with pytest.raises(ImportError, match=r"pip install 'posekit\[ray\]'"):
-        distributed._connect(None)
+    with pytest.raises(ImportError, match=r"needs ray.*pip install 'posekit\[ray\]'"):
+        distributed.infer([str(COCO_IMAGES)], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -20,6 +20,12 @@ every image finished; --resume then continues without redoing them. An input tha
 read (or whose render cannot be written) is named in a warning and counted as a failure; the
 others are still processed, and the exit code is 1 when any input failed (130/143 when stopped
 by SIGINT/SIGTERM).
+
+On a Ray cluster (--ray, pip install 'posekit[ray]'): images and frame ranges of each video go to
+a pool of actors (one per GPU, or per --ray-cpus CPUs), each running the same pipeline; the
+results are written as parts under DIR/.posekit-ray and merged into the same results.json and
+<video>.jsonl (no renders; --track tracks each merged video here). Re-running the command
+continues from the parts; an actor that dies is replaced and its work run again.
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_ray(args: argparse.Namespace) -> int:
+    import logging
     from functools import partial
 
     from posekit.commands.track import make_tracker
@@ -120,6 +127,7 @@ def _run_ray(args: argparse.Namespace) -> int:
     if "," in args.device or args.device.endswith(":all"):
         raise ValueError(f"--ray runs one device per actor: give --device cpu or cuda, not {args.device}")
     check_out(args.out)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # posekit's bar and summary say what Ray Data's lines say
     options = dict(det=args.det, pose=args.pose, device=args.device, backend=args.backend, precision=args.precision,
                    batch=args.batch, det_score_threshold=args.det_threshold,
                    oks_threshold=args.oks_threshold or None, min_score=args.min_score)
