@@ -520,6 +520,8 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
     _merge(out, planned, parts, summary, tracker)
     if not summary.failures:
         write_json(stamp, {"merged": merge_key})
+        for key in parts.present() - wanted:  # parts of other inputs or settings, from earlier runs here
+            parts.path(key).unlink(missing_ok=True)
     summary.merged = True
     summary.seconds = time.perf_counter() - start_time
     return summary
@@ -575,6 +577,10 @@ def _run_units(units: list[dict], planned: list[_Input], parts: _Parts, summary:
             actors = int(resources.get("GPU", 0) // gpus_per_actor) if gpus_per_actor else \
                 int(resources.get("CPU", 1) // cpus_per_actor)
         actors = max(1, min(actors, len(units)))
+        if actors * cpus_per_actor > resources.get("CPU", 0) or actors * gpus_per_actor > resources.get("GPU", 0):
+            log.warning("%d actors x (%s CPU, %s GPU) is more than the cluster has now (%s CPU, %s GPU): the pool "
+                        "waits for the cluster to grow", actors, cpus_per_actor, gpus_per_actor,
+                        resources.get("CPU", 0), resources.get("GPU", 0))
         if cuda and gpus_per_actor:
             options = {**options, "device": "cuda"}  # Ray gives each actor its own GPU(s) as cuda:0
         context = ray.data.DataContext.get_current()

@@ -172,16 +172,18 @@ def assert_same_outputs_tracked(one: Path, two: Path) -> None:
 
 def test_cli_on_an_existing_cluster_with_uri_inputs(cluster, single, tmp_path):
     """`posekit infer --ray ADDRESS` joins the running cluster; a file:// URI folder is listed and
-    read through pyarrow.fs."""
+    read through pyarrow.fs; a truncated image among them is named, the others are written, exit 1."""
     folder = tmp_path / "images"
     folder.mkdir()
     chosen = sorted(COCO_IMAGES.glob("*.jpg"))[:3]
     for path in chosen:
         (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "cut.jpg").write_bytes(chosen[0].read_bytes()[:5000])
     env = {**os.environ, "POSEKIT_MODELS": str(MODELS)}
     done = subprocess.run([sys.executable, "-m", "posekit", "infer", folder.as_uri(), "--out", str(tmp_path / "out"),
                            "--ray", cluster, "--no-vis"], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert f"failed: {(folder / 'cut.jpg').as_uri()}: truncated JPEG" in done.stdout, done.stdout
     assert "wrote" in done.stdout and "1 unit run on 1 actor process" in done.stdout, done.stdout
     found = json.loads((tmp_path / "out" / "results.json").read_text())
     names = {p.name for p in chosen}
