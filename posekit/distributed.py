@@ -396,7 +396,8 @@ class RaySummary(InferSummary):
     def text(self) -> str:
         if not self.merged and not self.failures and self.inputs:
             return (f"{_count(self.inputs, 'input')} ({_count(self.images, 'image')}, {_count(self.videos, 'video')}): "
-                    f"every output was already complete ({', '.join(self.outputs)}): nothing to do")
+                    f"every output was already complete ({_count(len(self.outputs), 'file')} in "
+                    f"{Path(self.outputs[0]).parent if self.outputs else '?'}): nothing to do")
         lines = [super().text()]
         if self.units_run or self.parts_skipped:
             lines.append(f"  ray: {_count(self.units_run, 'unit')} run on {_count(len(self.actors), 'actor process', 'actor processes')}"
@@ -585,6 +586,8 @@ def _run_units(units: list[dict], planned: list[_Input], parts: _Parts, summary:
             options = {**options, "device": "cuda"}  # Ray gives each actor its own GPU(s) as cuda:0
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # posekit's own bar, in frames
+        if progress:  # the command line: the bar and the summary say what Ray Data's lines would
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         total = sum(1 for u in units if u["kind"] == "images" for _ in u["images"]) + \
             sum(_range_frames(u, planned) for u in units if u["kind"] == "frames")
         bar = _bar(progress, total)

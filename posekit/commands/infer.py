@@ -117,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_ray(args: argparse.Namespace) -> int:
-    import logging
     from functools import partial
 
     from posekit.commands.track import make_tracker
@@ -127,7 +126,6 @@ def _run_ray(args: argparse.Namespace) -> int:
     if "," in args.device or args.device.endswith(":all"):
         raise ValueError(f"--ray runs one device per actor: give --device cpu or cuda, not {args.device}")
     check_out(args.out)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # posekit's bar and summary say what Ray Data's lines say
     options = dict(det=args.det, pose=args.pose, device=args.device, backend=args.backend, precision=args.precision,
                    batch=args.batch, det_score_threshold=args.det_threshold,
                    oks_threshold=args.oks_threshold or None, min_score=args.min_score)
