@@ -437,10 +437,27 @@ def _final_outputs(out: Path, planned: list[_Input]) -> list[Path]:
 
 
 def estimator_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The make_estimator arguments that change results (the parts' names depend on them)."""
-    from posekit import __version__
+    """The make_estimator arguments that change results, in one form however they were given (the
+    parts' names depend on them): the command line's explicit defaults and the Python API's
+    omitted ones agree; thread counts, which do not change results, are left out."""
+    import inspect
 
-    return {"posekit": __version__, **{k: v for k, v in sorted(options.items()) if k not in ("workers", "threads")}}
+    from posekit import __version__
+    from posekit.estimators import PIPELINE_BACKENDS
+    from posekit.pipeline import PoseEstimator
+
+    backend = options.get("backend") or "onnxruntime"
+    defaults = {name: p.default for name, p in inspect.signature(PoseEstimator).parameters.items()
+                if p.default is not inspect.Parameter.empty and name not in ("det", "pose")}
+    settings = {"posekit": __version__, "backend": backend, "device": options.get("device") or "cpu"}
+    if backend in PIPELINE_BACKENDS:
+        _, default_det, default_pose, _, _ = PIPELINE_BACKENDS[backend]
+        settings.update(det=options.get("det") or default_det, pose=options.get("pose") or default_pose)
+    for key, value in sorted(options.items()):
+        if key not in settings and key not in ("workers", "threads") and value is not None \
+                and not (key in defaults and defaults[key] == value):
+            settings[key] = value
+    return settings
 
 
 def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None = None, actors: int | None = None,
@@ -557,8 +574,16 @@ def _connect(address: str | None) -> tuple[Any, bool]:
     require("ray.data", "posekit infer --ray")
     if ray.is_initialized():
         return ray, False
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING) if address in (None, "local") \
         else ray.init(address=address, logging_level=logging.WARNING)
+    for signum, handler in handlers.items():  # Ray's driver exits on SIGTERM; posekit's handler stops the run
+        if handler is not None:  # cleanly instead (the parts stay, the cluster is shut down, exit 143)
+            signal.signal(signum, handler)
     return ray, True
 
 

@@ -149,6 +149,30 @@ def test_actor_killed_mid_run(cluster, inputs, single, tmp_path):
     assert len(parts) == 19 + 1 + 4, f"expected 24 parts, found {len(parts)}"
 
 
+def test_sigterm_keeps_the_parts_and_a_rerun_continues(cluster, inputs, single, tmp_path):
+    """SIGTERM to `posekit infer --ray` mid-run: exit 143, the parts finished stay (no partial file),
+    and the same run again does only the rest and ends with single-process `infer`'s outputs."""
+    import time
+
+    env = {**os.environ, "POSEKIT_MODELS": str(MODELS)}
+    command = [sys.executable, "-m", "posekit", "infer", *inputs, "--out", str(tmp_path), "--ray", cluster,
+               "--ray-actors", "2", "--ray-frames", str(RANGE), "--max-frames", str(FRAMES), "--no-vis"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    parts = tmp_path / distributed.STATE_NAME / "parts"
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    kept = len(list(parts.glob("*.json")))
+    assert 2 <= kept < 24, f"expected some of the 24 parts kept, found {kept}"
+    assert not (tmp_path / "results.json").exists() and not [p for p in tmp_path.rglob("*") if ".part" in p.name]
+    summary = run(inputs, tmp_path)
+    assert not summary.failures and summary.parts_skipped == kept, summary.text()
+    assert_same_outputs(single, tmp_path)
+
+
 def test_tracking_after_merge(cluster, tmp_path, shared_env):
     """--track: each video is tracked in the driver over its merged frames: the track IDs of
     single-process `posekit infer --track`."""
@@ -190,6 +214,20 @@ def test_cli_on_an_existing_cluster_with_uri_inputs(cluster, single, tmp_path):
     expected = [r for r in json.loads((single / "results.json").read_text()) if r["file_name"] in names]
     assert [(r["file_name"], r["keypoints"]) for r in found] == [(r["file_name"], r["keypoints"]) for r in expected]
     assert found, "no people found in the three images"
+
+
+@pytest.mark.parametrize("given, same", [
+    ({}, True),  # the Python API's omitted defaults
+    (dict(det=None, pose=None, backend="onnxruntime", precision=None, batch=None, det_score_threshold=None,
+          oks_threshold=0.8, min_score=0.0, workers=3, threads=1), True),  # the command line's explicit ones
+    (dict(det="picodet-s-320-pedestrian", pose="tinypose-256x192"), True),
+    (dict(pose="tinypose-128x96"), False),
+    (dict(min_score=0.2), False),
+    (dict(flip=True), False),
+])
+def test_parts_are_named_by_the_settings_that_change_results(given, same):
+    reference = distributed.estimator_settings({"device": "cpu"})
+    assert (distributed.estimator_settings({"device": "cpu", **given}) == reference) is same
 
 
 def test_refuses_outputs_of_a_plain_run(tmp_path):
