@@ -138,4 +138,6 @@ def _run_ray(args: argparse.Namespace) -> int:
                     tracker=partial(make_tracker, args) if args.track else None, overwrite=args.overwrite,
                     frames_per_unit=args.ray_frames, progress=True, **options)
     print(summary.text(), flush=True)
+    if not args.no_vis and summary.merged:
+        print("  renders: not written with --ray (results only)", flush=True)
     return 1 if summary.failures else 0
