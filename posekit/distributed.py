@@ -188,16 +188,19 @@ def _units(planned: list[_Input], have: set[str], images_per_unit: int) -> list[
     """The work still to do, as Ray Data rows: image groups and video frame ranges whose parts are missing."""
     units: list[dict] = []
     group: list[list[str]] = []
+    queued = set(have)  # the same file given twice is run once (its part serves both names)
     for inp in planned:
         if inp.item.source.kind == "image":
-            if inp.parts[0] not in have:
+            if inp.parts[0] not in queued:
                 group.append([inp.parts[0], inp.item.source.path])
+                queued.add(inp.parts[0])
             if len(group) == images_per_unit:
                 units.append({"kind": "images", "images": group})
                 group = []
             continue
         for part, (start, stop) in zip(inp.parts, inp.ranges):
-            if part not in have:
+            if part not in queued:
+                queued.add(part)
                 units.append({"kind": "frames", "part": part, "path": inp.item.source.path, "start": start,
                               "stop": stop, "seek": len(inp.ranges) > 1})
     if group:
@@ -467,14 +470,15 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
           on_result: Callable[[dict], None] | None = None, **estimator_options: Any) -> RaySummary:
     """Estimate poses in every input on a Ray cluster and write what `posekit infer` writes (no renders).
 
-    address: the cluster: None starts a local one (or uses the one this process is already
-      connected to), "auto" the one `ray start` runs on this machine, "ray://host:10001" through
-      Ray Client, "host:6379" a head node's address.
+    address: the cluster: None starts a local one for the run (unless RAY_ADDRESS names one, or
+      this process is already connected to one: then that one), "auto" the one `ray start` runs
+      on this machine, "ray://host:10001" through Ray Client, "host:6379" a head node's address.
     actors: actors in the pool (default: the cluster's GPUs / gpus_per_actor on CUDA, else its CPUs
       / cpus_per_actor). cpus_per_actor, gpus_per_actor: each actor's resources (gpus_per_actor
       defaults to 1 when estimator_options' device is CUDA, else 0).
     tracker: None, or ``tracker(fps) -> PoseTracker``: each video is tracked in the driver after
-      its frames are merged. max_frames: stop each video after this many frames.
+      its frames are merged (a re-run with every part present tracks again, without inference).
+      max_frames: stop each video after this many frames.
     overwrite: start afresh, replacing outputs and parts in `out`. Without it a folder holding
       `posekit infer` outputs but no parts of an earlier Ray run is refused (`OutputError`);
       with parts, the run continues from them.
@@ -526,9 +530,10 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
     summary.parts_skipped = len(wanted & have)
     units = _units(planned, have, images_per_unit)
     summary.units = len(units)
-    merge_key = _digest([[p.item.name, p.item.image_id, p.parts] for p in planned], tracker is not None)
+    merge_key = _digest([[p.item.name, p.item.image_id, p.parts] for p in planned])
     stamp = state / STAMP_NAME
-    if not units and not trouble and _stamp(stamp) == merge_key and all(p.exists() for p in finals):
+    # a tracked run merges again (tracking from the parts, no inference): its settings are the factory's
+    if not units and not trouble and tracker is None and _stamp(stamp) == merge_key and all(p.exists() for p in finals):
         summary.outputs = [str(p) for p in finals]
         summary.seconds = time.perf_counter() - start_time
         return summary
@@ -579,8 +584,12 @@ def _connect(address: str | None) -> tuple[Any, bool]:
 
     main = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING) if address in (None, "local") \
-        else ray.init(address=address, logging_level=logging.WARNING)
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # Ray's own convention for naming the cluster
+    if address in (None, "local"):  # a new cluster for this run, even where `ray start` runs one (or left a stale record)
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING)
     for signum, handler in handlers.items():  # Ray's driver exits on SIGTERM; posekit's handler stops the run
         if handler is not None:  # cleanly instead (the parts stay, the cluster is shut down, exit 143)
             signal.signal(signum, handler)

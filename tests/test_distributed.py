@@ -33,7 +33,7 @@ RANGE = 8
 def cluster(shared_env, tmp_path_factory):
     """A local Ray cluster of two CPUs, for the whole module; its workers find the shared models."""
     env = {"POSEKIT_MODELS": str(MODELS), "POSEKIT_CACHE": str(session_cache(tmp_path_factory))}
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level="WARNING")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -105,6 +105,16 @@ def test_plan_of_a_video():
     for (_, _, image), frame in zip(ranged, whole):
         assert np.array_equal(image, frame.image), "a sought frame differs from the one decoded from the start"
     assert list(distributed.read_frame_range(str(STREET), 200, 210)) == []  # past the end: empty
+
+
+def test_units_of_images_given_twice():
+    """Groups of 4 images; the same file under two names runs once; parts already written are not run."""
+    paths = [str(p) for p in sorted(COCO_IMAGES.glob("*.jpg"))[:6]]
+    sources, _ = distributed.list_inputs(paths + paths[:1])
+    items = [distributed._Item(s, n) for s, n in zip(sources, distributed.output_names(sources))]
+    planned, _ = distributed._plan(items, "settings", RANGE, None)
+    assert [len(u["images"]) for u in distributed._units(planned, set(), 4)] == [4, 2]
+    assert [len(u["images"]) for u in distributed._units(planned, {planned[0].parts[0]}, 4)] == [4, 1]
 
 
 def test_same_as_single_process_and_second_run_does_nothing(cluster, inputs, single, tmp_path):

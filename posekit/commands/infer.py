@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ray = p.add_argument_group("on a Ray cluster (pip install 'posekit[ray]')")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                      help="run on a Ray cluster with Ray Data: images and video frame ranges spread over a pool of "
-                          "actors. ADDRESS: none starts a local cluster; auto = the cluster `ray start` runs here; "
+                          "actors. ADDRESS: none starts a local cluster for the run (RAY_ADDRESS, when set, names another); auto = the cluster `ray start` runs here; "
                           "ray://HOST:10001 through Ray Client; HOST:6379 a head node. Writes results.json and "
                           "<video>.jsonl as without it (no renders); --track tracks each video in this process "
                           "afterwards. Re-running continues: finished parts (in DIR/.posekit-ray) are not run again")
