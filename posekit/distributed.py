@@ -89,7 +89,9 @@ def _uri_sources(uri: str) -> tuple[list[Source], list[str]]:
 
     def kind(name: str, named: bool) -> str | None:
         suffix = os.path.splitext(name)[1].lower()
-        return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else "image" if named else None
+        if suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
+            return "image" if suffix in IMAGE_SUFFIXES else "video"
+        return "image" if named else None  # a file named explicitly is tried as an image, as infer does
 
     named = info.type == pafs.FileType.File
     found = sorted((i.path for i in infos if i.type == pafs.FileType.File and kind(i.path, named)))
@@ -403,8 +405,10 @@ class RaySummary(InferSummary):
                     f"{Path(self.outputs[0]).parent if self.outputs else '?'}): nothing to do")
         lines = [super().text()]
         if self.units_run or self.parts_skipped:
-            lines.append(f"  ray: {_count(self.units_run, 'unit')} run on {_count(len(self.actors), 'actor process', 'actor processes')}"
-                         f"{' (' + ', '.join(f'{k}: {v}' for k, v in sorted(self.actors.items())) + ')' if self.actors else ''}, "
+            workers = _count(len(self.actors), "actor process", "actor processes")
+            if self.actors:  # host:pid -> parts it returned
+                workers += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.actors.items())) + ")"
+            lines.append(f"  ray: {_count(self.units_run, 'unit')} run on {workers}, "
                          f"{_count(self.parts_skipped, 'part')} kept from an earlier run")
         return "\n".join(lines)
 
@@ -586,7 +590,7 @@ def _connect(address: str | None) -> tuple[Any, bool]:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     if address is None and os.environ.get("RAY_ADDRESS"):
         address = os.environ["RAY_ADDRESS"]  # Ray's own convention for naming the cluster
-    if address in (None, "local"):  # a new cluster for this run, even where `ray start` runs one (or left a stale record)
+    if address in (None, "local"):  # a new cluster for this run, even where `ray start` runs one (or left a record)
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     else:
         ray.init(address=address, logging_level=logging.WARNING)
