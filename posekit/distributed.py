@@ -133,7 +133,8 @@ def _digest(*parts: Any) -> str:
 
 def _video_frame_count(path: str) -> tuple[int, bool]:
     """(frames the header declares, whether the container indexes its frames so the count is exact
-    and a frame number can be sought); (0, False) for URIs (not opened by the driver)."""
+    and a frame number can be sought); (0, False) for URIs (not opened by the driver). InputError,
+    as `VideoReader` words it, for a local file OpenCV cannot open."""
     if is_uri(path):
         return 0, False
     import cv2
@@ -141,7 +142,7 @@ def _video_frame_count(path: str) -> tuple[int, bool]:
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
-            return 0, False
+            raise InputError(f"{path}: cannot open as a video (OpenCV could not read its container)")
         declared = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
     finally:
         capture.release()
@@ -173,7 +174,11 @@ def _plan(items: list[_Item], settings: str, frames_per_unit: int, max_frames: i
         if item.source.kind == "image":
             planned.append(_Input(item, [_digest("image", path, identity, settings)]))
             continue
-        declared, indexed = _video_frame_count(path)
+        try:
+            declared, indexed = _video_frame_count(path)
+        except InputError as exc:  # reported without starting the cluster
+            problems.append(str(exc))
+            continue
         limit = min(declared, max_frames) if max_frames and declared else declared
         if declared and indexed and limit > 0:
             starts = list(range(0, limit, frames_per_unit))
@@ -519,8 +524,8 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
     for problem in trouble:
         log.warning("%s", problem)
         summary.failures.append(problem)
-    summary.images = sum(p.item.source.kind == "image" for p in planned)
-    summary.videos = len(planned) - summary.images
+    summary.images = sum(it.source.kind == "image" for it in items)
+    summary.videos = len(items) - summary.images
     finals = _final_outputs(out, planned)
     if not overwrite and not state.exists():
         existing = [p for p in finals if p.exists()]

@@ -216,11 +216,16 @@ def test_cli_on_an_existing_cluster_with_uri_inputs(cluster, single, tmp_path):
     for path in chosen:
         (folder / path.name).write_bytes(path.read_bytes())
     (folder / "cut.jpg").write_bytes(chosen[0].read_bytes()[:5000])
+    cut_video = tmp_path / "cut.mp4"  # a local video OpenCV cannot open: refused by the driver, as infer words it
+    cut_video.write_bytes(DEMO_VIDEO.read_bytes()[:20000])
     env = {**os.environ, "POSEKIT_MODELS": str(MODELS)}
-    done = subprocess.run([sys.executable, "-m", "posekit", "infer", folder.as_uri(), "--out", str(tmp_path / "out"),
-                           "--ray", cluster, "--no-vis"], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "posekit", "infer", folder.as_uri(), str(cut_video), "--out",
+                           str(tmp_path / "out"), "--ray", cluster, "--no-vis"], capture_output=True, text=True,
+                          env=env, timeout=300)
     assert done.returncode == 1, done.stderr[-2000:]
+    assert "5 inputs (4 images, 1 video)" in done.stdout, done.stdout
     assert f"failed: {(folder / 'cut.jpg').as_uri()}: truncated JPEG" in done.stdout, done.stdout
+    assert f"failed: {cut_video}: cannot open as a video" in done.stdout, done.stdout
     assert "wrote" in done.stdout and "1 unit run on 1 actor process" in done.stdout, done.stdout
     found = json.loads((tmp_path / "out" / "results.json").read_text())
     names = {p.name for p in chosen}
