@@ -9,6 +9,7 @@ OpenCV, ONNX Runtime, onnx, lap and tqdm. The rest are extras:
     tensorrt  tensorrt                        TensorRT engines
     bench     matplotlib, nvidia-ml-py, supervision   plots, GPU utilisation, the ByteTrack baseline
     serve     fastapi, uvicorn, python-multipart, prometheus-client   `posekit serve` (HTTP API)
+    ray       ray[data] (with pyarrow, pandas)    `posekit infer --ray` (batch inference on a Ray cluster)
     dev       all of the above but tensorrt, and pytest
 """
 
@@ -32,6 +33,8 @@ EXTRA_OF = {
     "uvicorn": "serve",
     "multipart": "serve",
     "prometheus_client": "serve",
+    "ray": "ray",
+    "pyarrow": "ray",
 }
 
 

@@ -85,3 +85,12 @@ def test_export_converts_without_torch(tmp_path):
     result = posekit("export", "movenet-lightning", "--out", str(out), cache=tmp_path / "cache")
     assert result.returncode == 0, result.stderr
     assert "max |onnx - a numpy run of the source graph|" in result.stdout and out.is_file()
+
+
+def test_ray_names_its_extra_in_one_line(tmp_path):
+    assert importlib.util.find_spec("ray") is None  # the ray extra stays out of the base install
+    result = posekit("infer", str(COCO_IMAGES), "--out", str(tmp_path / "out"), "--ray", cache=tmp_path / "cache")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "needs ray" in lines[0] and "pip install 'posekit[ray]'" in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()

@@ -20,6 +20,12 @@ every image finished; --resume then continues without redoing them. An input tha
 read (or whose render cannot be written) is named in a warning and counted as a failure; the
 others are still processed, and the exit code is 1 when any input failed (130/143 when stopped
 by SIGINT/SIGTERM).
+
+On a Ray cluster (--ray, pip install 'posekit[ray]'): images and frame ranges of each video go to
+a pool of actors (one per GPU, or per --ray-cpus CPUs), each running the same pipeline; the
+results are written as parts under DIR/.posekit-ray and merged into the same results.json and
+<video>.jsonl (no renders; --track tracks each merged video here). Re-running the command
+continues from the parts; an actor that dies is replaced and its work run again.
 """
 
 from __future__ import annotations
@@ -61,6 +67,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from posekit.commands.track import add_tracker_arguments
 
     add_tracker_arguments(p)
+    ray = p.add_argument_group("on a Ray cluster (pip install 'posekit[ray]')")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run on a Ray cluster with Ray Data: images and video frame ranges spread over a pool of "
+                          "actors. ADDRESS: none starts a local cluster for the run (RAY_ADDRESS, when set, names another); auto = the cluster `ray start` runs here; "
+                          "ray://HOST:10001 through Ray Client; HOST:6379 a head node. Writes results.json and "
+                          "<video>.jsonl as without it (no renders); --track tracks each video in this process "
+                          "afterwards. Re-running continues: finished parts (in DIR/.posekit-ray) are not run again")
+    ray.add_argument("--ray-actors", type=positive_int, default=None, metavar="N",
+                     help="actors in the pool (default: one per GPU with --device cuda, else one per --ray-cpus CPUs)")
+    ray.add_argument("--ray-cpus", type=positive_int, default=1, metavar="N",
+                     help="CPUs per actor (default %(default)s; the actor runs that many frames at once)")
+    ray.add_argument("--ray-frames", type=positive_int, default=300, metavar="N",
+                     help="frames per video range: one unit of work (default %(default)s)")
 
 
 def make_infer_estimator(args: argparse.Namespace):
@@ -83,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise ValueError("--resume keeps the finished outputs and --overwrite replaces them: give one")
+    if args.ray is not None:
+        return _run_ray(args)
     check_device(args.device)
     check_out(args.out)  # a read-only or file --out fails here, in one line, before any model is built
     # made before anything is written, so a refused backend leaves no outputs behind
@@ -98,4 +119,31 @@ def run(args: argparse.Namespace) -> int:
 
         return exit_code(KeyboardInterrupt() if summary.interrupted == "SIGINT"
                          else Terminated(getattr(signal, summary.interrupted)))
+    return 1 if summary.failures else 0
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from posekit.commands.track import make_tracker
+    from posekit.distributed import infer
+    from posekit.io import check_out
+
+    if "," in args.device or args.device.endswith(":all"):
+        raise ValueError(f"--ray runs one device per actor: give --device cpu or cuda, not {args.device}")
+    check_out(args.out)
+    options = dict(det=args.det, pose=args.pose, device=args.device, backend=args.backend, precision=args.precision,
+                   batch=args.batch, det_score_threshold=args.det_threshold,
+                   oks_threshold=args.oks_threshold or None, min_score=args.min_score)
+    if args.crop_shape != "fit":
+        options["crop_shape"] = args.crop_shape
+    if args.flip:
+        options["flip"] = True
+    summary = infer(args.inputs, args.out, address=None if args.ray == "local" else args.ray, actors=args.ray_actors,
+                    cpus_per_actor=args.ray_cpus, ann=args.ann, max_frames=args.max_frames,
+                    tracker=partial(make_tracker, args) if args.track else None, overwrite=args.overwrite,
+                    frames_per_unit=args.ray_frames, progress=True, **options)
+    print(summary.text(), flush=True)
+    if not args.no_vis and summary.merged:
+        print("  renders: not written with --ray (results only)", flush=True)
     return 1 if summary.failures else 0
