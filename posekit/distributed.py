@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from posekit.infer import IMAGES_NAME, RESULTS_NAME, InferSummary, _assign_image_ids, _count, _images_document, _Item
+from posekit.infer import IMAGES_NAME, RESULTS_NAME, InferSummary, assign_image_ids, plural, images_document, InferItem
 from posekit.io import (IMAGE_SUFFIXES, INDEXED_CONTAINERS, VIDEO_SUFFIXES, InputError, OutputError, Source,
                         atomic_path, expand_inputs, image_ids, output_names, poses_to_coco, prepare_out,
                         remove_stale_parts, write_json)
@@ -153,14 +153,14 @@ def _video_frame_count(path: str) -> tuple[int, bool]:
 class _Input:
     """One input of the run and the parts that hold its results."""
 
-    item: _Item
+    item: InferItem
     parts: list[str]  # part keys, in order (one per image; one per frame range for a video)
     ranges: list[tuple[int, int | None]] = field(default_factory=list)  # videos: [start, stop) per part
     exact: int = 0  # videos: the exact frame count of an indexed container, else 0
     frames: int = 0  # videos: frames planned (for the progress bar)
 
 
-def _plan(items: list[_Item], settings: str, frames_per_unit: int, max_frames: int | None
+def _plan(items: list[InferItem], settings: str, frames_per_unit: int, max_frames: int | None
           ) -> tuple[list[_Input], list[str]]:
     planned: list[_Input] = []
     problems: list[str] = []
@@ -405,16 +405,16 @@ class RaySummary(InferSummary):
 
     def text(self) -> str:
         if not self.merged and not self.failures and self.inputs:
-            return (f"{_count(self.inputs, 'input')} ({_count(self.images, 'image')}, {_count(self.videos, 'video')}): "
-                    f"every output was already complete ({_count(len(self.outputs), 'file')} in "
+            return (f"{plural(self.inputs, 'input')} ({plural(self.images, 'image')}, {plural(self.videos, 'video')}): "
+                    f"every output was already complete ({plural(len(self.outputs), 'file')} in "
                     f"{Path(self.outputs[0]).parent if self.outputs else '?'}): nothing to do")
         lines = [super().text()]
         if self.units_run or self.parts_skipped:
-            workers = _count(len(self.actors), "actor process", "actor processes")
+            workers = plural(len(self.actors), "actor process", "actor processes")
             if self.actors:  # host:pid -> parts it returned
                 workers += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.actors.items())) + ")"
-            lines.append(f"  ray: {_count(self.units_run, 'unit')} run on {workers}, "
-                         f"{_count(self.parts_skipped, 'part')} kept from an earlier run")
+            lines.append(f"  ray: {plural(self.units_run, 'unit')} run on {workers}, "
+                         f"{plural(self.parts_skipped, 'part')} kept from an earlier run")
         return "\n".join(lines)
 
 
@@ -513,8 +513,8 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, *, address: str | None 
     if overwrite and state.exists():
         shutil.rmtree(state)
     remove_stale_parts(out)
-    items = [_Item(s, n) for s, n in zip(sources, output_names(sources))]
-    _assign_image_ids(items, image_ids(ann) if ann is not None else {}, ann)
+    items = [InferItem(s, n) for s, n in zip(sources, output_names(sources))]
+    assign_image_ids(items, image_ids(ann) if ann is not None else {}, ann)
     options = {"device": "cpu", **estimator_options}
     if not str(options["device"]).startswith("cuda"):  # an actor runs as many frames at once as it has CPUs
         options.setdefault("workers", max(1, int(cpus_per_actor)))
@@ -699,7 +699,7 @@ def _merge(out: Path, planned: list[_Input], parts: _Parts, summary: RaySummary,
             summary.frames += 1
             summary.people += len(poses)
         write_json(out / RESULTS_NAME, results)
-        write_json(out / IMAGES_NAME, _images_document(listed))
+        write_json(out / IMAGES_NAME, images_document(listed))
         summary.add_output(out / RESULTS_NAME)
         summary.add_output(out / IMAGES_NAME)
     for inp in planned:

@@ -60,11 +60,11 @@ class InferSummary:
 
     def text(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"{_count(self.inputs, 'input')} ({_count(self.images, 'image')}, {_count(self.videos, 'video')}): "
-                 f"{_count(self.frames, 'frame')}, {_count(self.people, 'person', 'people')}, {len(self.failures)} "
+        lines = [f"{plural(self.inputs, 'input')} ({plural(self.images, 'image')}, {plural(self.videos, 'video')}): "
+                 f"{plural(self.frames, 'frame')}, {plural(self.people, 'person', 'people')}, {len(self.failures)} "
                  f"failed, {self.seconds:.1f} s ({rate:.1f} frames/s)"]
         if self.resumed:
-            lines.append(f"  resumed: {_count(self.resumed, 'input')} already done, skipped")
+            lines.append(f"  resumed: {plural(self.resumed, 'input')} already done, skipped")
         if self.interrupted:
             lines.append(f"  interrupted by {self.interrupted}: kept everything finished")
         if self.stopped:
@@ -79,13 +79,13 @@ class InferSummary:
         return "\n".join(lines)
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
+def plural(n: int, one: str, many: str | None = None) -> str:
     """'1 video', '2 videos', '1 person', '0 people'."""
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 @dataclass
-class _Item:
+class InferItem:
     source: Any  # posekit.io.Source
     name: str  # output name
     image_id: int | None = None
@@ -123,8 +123,8 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
         return summary
     out = prepare_out(out)
     remove_stale_parts(out)
-    items = [_Item(s, n) for s, n in zip(sources, output_names(sources))]
-    _assign_image_ids(items, ids, ann)
+    items = [InferItem(s, n) for s, n in zip(sources, output_names(sources))]
+    assign_image_ids(items, ids, ann)
     journal = ResultsJournal(out / JOURNAL_NAME)
     if resume and not journal.path.exists():
         log.warning("%s: no journal to resume from; starting from the first input", out)
@@ -170,7 +170,7 @@ def infer(inputs: Sequence[str], out: str | os.PathLike, ann: str | os.PathLike 
     return summary
 
 
-def _assign_image_ids(items: list[_Item], ids: dict[str, int], ann: Any) -> None:
+def assign_image_ids(items: list[InferItem], ids: dict[str, int], ann: Any) -> None:
     """Each image's COCO image_id: from --ann by file name; otherwise (or when --ann does not
     name it) derived from its place among the inputs, stable for the same inputs, and listed
     with its file name in results.images.json."""
@@ -184,18 +184,18 @@ def _assign_image_ids(items: list[_Item], ids: dict[str, int], ann: Any) -> None
         item.image_id = found if found is not None else base + n
 
 
-def _planned_outputs(out: Path, item: _Item, vis: bool) -> list[Path]:
+def _planned_outputs(out: Path, item: InferItem, vis: bool) -> list[Path]:
     if item.source.kind == "image":
         return [out / "vis" / render_name(item.name)] if vis else []
     stem = _video_stem(item)
     return [out / f"{stem}.jsonl", *([out / "vis" / f"{stem}.mp4"] if vis else [])]
 
 
-def _video_stem(item: _Item) -> str:
+def _video_stem(item: InferItem) -> str:
     return item.name if item.source.kind == "camera" else os.path.splitext(item.name)[0]
 
 
-def _refuse_existing(out: Path, items: list[_Item], vis: bool) -> None:
+def _refuse_existing(out: Path, items: list[InferItem], vis: bool) -> None:
     planned = [out / JOURNAL_NAME]
     if any(it.source.kind == "image" for it in items):
         planned += [out / RESULTS_NAME, out / IMAGES_NAME]
@@ -208,7 +208,7 @@ def _refuse_existing(out: Path, items: list[_Item], vis: bool) -> None:
                           f"continue the run that wrote it")
 
 
-def _infer_images(todo: list[_Item], estimator: Any, out: Path, vis: bool, vis_threshold: float,
+def _infer_images(todo: list[InferItem], estimator: Any, out: Path, vis: bool, vis_threshold: float,
                   journal: ResultsJournal, done: dict[str, dict], summary: InferSummary, bar: Any) -> None:
     if not todo:
         return
@@ -263,8 +263,8 @@ def _run(estimator: Any, tagged: Iterator[tuple[Any, Frame]]) -> Iterator[tuple[
             close()
 
 
-def _read_images(items: list[_Item], journal: ResultsJournal, summary: InferSummary,
-                 bar: Any) -> Iterator[tuple[_Item, Frame]]:
+def _read_images(items: list[InferItem], journal: ResultsJournal, summary: InferSummary,
+                 bar: Any) -> Iterator[tuple[InferItem, Frame]]:
     """(item, frame) for each readable image; the others are logged, journaled and counted as
     failures. Runs in the estimator's prefetch thread."""
     for item in items:
@@ -278,7 +278,7 @@ def _read_images(items: list[_Item], journal: ResultsJournal, summary: InferSumm
             bar.update(1)
 
 
-def _infer_one_video(item: _Item, estimator: Any, out: Path, vis: bool, vis_threshold: float,
+def _infer_one_video(item: InferItem, estimator: Any, out: Path, vis: bool, vis_threshold: float,
                      journal: ResultsJournal, done: dict[str, dict], summary: InferSummary, make_tracker: Any,
                      max_frames: int | None, bar: Any) -> None:
     summary.videos += 1
@@ -302,7 +302,7 @@ def _infer_one_video(item: _Item, estimator: Any, out: Path, vis: bool, vis_thre
                     "error": message})
 
 
-def _infer_video(estimator: Any, item: _Item, out: Path, vis: bool, vis_threshold: float, summary: InferSummary,
+def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_threshold: float, summary: InferSummary,
                  make_tracker: Any, max_frames: int | None, bar: Any) -> int:
     """Run one video; returns its frame count. Its JSON Lines and render keep the frames done
     however the run ends; they are listed in the summary as soon as they exist."""
@@ -344,7 +344,7 @@ def _infer_video(estimator: Any, item: _Item, out: Path, vis: bool, vis_threshol
     return frames
 
 
-def _finish(out: Path, images: list[_Item], items: list[_Item], done: dict[str, dict], journal: ResultsJournal,
+def _finish(out: Path, images: list[InferItem], items: list[InferItem], done: dict[str, dict], journal: ResultsJournal,
             summary: InferSummary, complete: bool) -> None:
     """Write results.json and its image list from what is done (a second signal waits until they
     are written); drop the journal when every input is done, else keep it for --resume."""
@@ -354,7 +354,7 @@ def _finish(out: Path, images: list[_Item], items: list[_Item], done: dict[str, 
                 finished = [done[it.name] for it in images if it.name in done]
                 results = [person for record in finished for person in record["people"]]
                 write_json(out / RESULTS_NAME, results)
-                write_json(out / IMAGES_NAME, _images_document([record["image"] for record in finished]))
+                write_json(out / IMAGES_NAME, images_document([record["image"] for record in finished]))
                 summary.add_output(out / RESULTS_NAME)
                 summary.add_output(out / IMAGES_NAME)
             everything = all(it.name in done for it in items) and not summary.failures
@@ -371,7 +371,7 @@ def _finish(out: Path, images: list[_Item], items: list[_Item], done: dict[str, 
         summary.failures.append(message)
 
 
-def _images_document(images: list[dict]) -> dict:
+def images_document(images: list[dict]) -> dict:
     """results.json's images as a COCO file: `COCO(this).loadRes(results.json)` works."""
     from posekit.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 

@@ -86,7 +86,7 @@ def main() -> int:
         ann = annotated_copies(work / "images", n)
         run(["infer", str(work / "images" / "000000.jpg"), "--out", str(work / "warm"), "--no-vis"], env)  # fills the cache
         commands = {
-            "infer --no-vis": ["infer", str(work / "images"), "--out", str(work / "out"), "--no-vis"],
+            "infer --no-vis": ["infer", str(work / "images"), "--out", str(work / "out"), "--no-vis", "--overwrite"],
             "eval": ["eval", "--ann", str(ann), "--images", str(work / "images")],
             "eval --boxes both": ["eval", "--ann", str(ann), "--images", str(work / "images"), "--boxes", "both"],
         }

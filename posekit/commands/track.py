@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 break
             continue
         outputs = ", ".join(str(p) for p in result.outputs)
-        print(f"{result.source}: {result.frames} frames, {result.tracks} tracks -> {outputs}", flush=True)
+        print(f"{result.source}: {result.frames} frames, {result.tracks} tracks, {result.seconds:.1f} s "
+              f"({result.rate:.1f} frames/s) -> {outputs}", flush=True)
     if not args.no_video:
         t = make_tracker(args)
         print(f"renders draw tracked people (a track starts at score >= --track-high {t.high_score:g} in the first "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,11 @@ class TrackResult:
     mot: Path | None = None
     detections: Path | None = None
     codec: str | None = None  # the render's codec ("h264", "mp4v")
+    seconds: float = 0.0  # from opening the video to every output written
+
+    @property
+    def rate(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def outputs(self) -> list[Path]:
@@ -165,6 +171,7 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
     video_path = out_dir / f"{stem}.mp4" if render else None
     frames = 0
     codec = None
+    start = time.perf_counter()
     with VideoReader(source, max_frames) as reader:
         rate = float(fps) if fps else (reader.fps or 30.0)
         tracker = tracker or PoseTracker(frame_rate=rate)
@@ -275,7 +282,7 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                 write_detections(detections_path, detections[:frames], source=source, fps=rate)
     logger.info("%s: %d frames, %d tracks -> %s", source, frames, len(ids), out_dir)
     return TrackResult(str(source), frames, len(ids), jsonl_path, posetrack_path, video_path, changes,
-                       mot=mot_path, detections=detections_path, codec=codec)
+                       mot=mot_path, detections=detections_path, codec=codec, seconds=time.perf_counter() - start)
 
 
 def _keep(posetrack: PoseTrackWriter) -> None:
