@@ -62,7 +62,7 @@ class InferSummary:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
         lines = [f"{plural(self.inputs, 'input')} ({plural(self.images, 'image')}, {plural(self.videos, 'video')}): "
                  f"{plural(self.frames, 'frame')}, {plural(self.people, 'person', 'people')}, {len(self.failures)} "
-                 f"failed, {self.seconds:.1f} s ({rate:.1f} frames/s)"]
+                 f"failed, {self.seconds:.2f} s ({rate:.1f} frames/s)"]
         if self.resumed:
             lines.append(f"  resumed: {plural(self.resumed, 'input')} already done, skipped")
         if self.interrupted:

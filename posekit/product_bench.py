@@ -141,7 +141,7 @@ def compile_seconds(text: str) -> float | None:
 
 def work_seconds(stdout: str) -> float | None:
     """The seconds a command's summary lines give for its work, after start-up ("... 3000 frames,
-    ..., 12.1 s (247.7 frames/s)"), summed; None when it prints none."""
+    ..., 12.10 s (247.9 frames/s)"), summed; None when it prints none."""
     found = [float(m.group(1)) for m in WORK_SECONDS.finditer(stdout)]
     return round(sum(found), 3) if found else None
 
@@ -292,9 +292,8 @@ def _time_command(run: _Commands, name: str, inputs: tuple[Any, Any], counts: tu
     # Start-up (imports, model building, compilation) varies by seconds between runs, more than
     # 3,000 frames take on a GPU: the steady rate comes from the seconds each command reports for
     # its own work when it reports them (infer's and track's summary lines), else from wall times.
-    # (Those are printed to 0.1 s: they are used when they differ by 0.5 s or more.)
     timed = (all(runs[label].get("work_s") for label in ("short", "long"))
-             and runs["long"]["work_s"] - runs["short"]["work_s"] >= 0.5)
+             and runs["long"]["work_s"] > runs["short"]["work_s"])
     key = "work_s" if timed else "seconds"
     split = split_startup(n_long, runs["long"][key], n_short, runs["short"][key])
     if timed and split["steady_per_s"]:

@@ -182,3 +182,25 @@ def test_tensorrt_engine_builds_and_matches_onnxruntime(tmp_path, shared_env):
     got = TensorRTEngine(plan)(crops)
     assert max_rel(want, got) < 1e-2
     assert (tmp_path / "timing").is_file()
+
+
+def test_inductor_warmup_compiles_what_the_pipeline_passes(monkeypatch):
+    """After `warmup`, calls as the GPU pipeline makes them (inference tensors, views of other
+    strides, a batch padded or split over the compiled sizes) replay the warm-up's graphs: no
+    recompilation mid-stream (warm-up samples made outside inference_mode once cost every graph a
+    second compile on its first real batch, 7 s into a 300-frame `infer` on an H200)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    engine = InductorEngine(module, batch_sizes=(2, 4))
+    engine.warmup((3, 16, 16))
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    with torch.inference_mode():
+        frames = torch.rand(3, 16, 16, 5)  # channels last in memory, read as (5, 3, 16, 16) below
+        for batch in (frames.permute(3, 0, 1, 2), frames.permute(3, 0, 1, 2)[:3], torch.rand(2, 3, 16, 16)):
+            got = engine(batch)[0]
+            want = module(batch)
+            assert got.shape == (batch.shape[0], 2, 16, 16)
+            assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()

@@ -75,8 +75,7 @@ def test_figures_are_consistent(product):
         assert short["seconds"] == min(short["all_s"]) and long["seconds"] == min(long["all_s"])
         n, n_short = (FRAMES, 2) if name != "images_infer" else (3, 1)
         key_s = {"the commands' own work seconds": "work_s", "wall times": "seconds"}[row["steady_from"]]
-        assert (key_s == "work_s") == (long["work_s"] is not None and short["work_s"] is not None
-                                       and long["work_s"] - short["work_s"] >= 0.5)
+        assert key_s == "work_s", f"{name}: the command printed no seconds of its own ({row['runs']})"
         steady = (n - n_short) / (long[key_s] - short[key_s])
         assert row["steady_per_s"] > 0, f"{name}: steady rate {row['steady_per_s']} ({row.get('note')})"
         assert row["steady_per_s"] == pytest.approx(steady, abs=0.01)

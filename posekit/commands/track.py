@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 break
             continue
         outputs = ", ".join(str(p) for p in result.outputs)
-        print(f"{result.source}: {result.frames} frames, {result.tracks} tracks, {result.seconds:.1f} s "
+        print(f"{result.source}: {result.frames} frames, {result.tracks} tracks, {result.seconds:.2f} s "
               f"({result.rate:.1f} frames/s) -> {outputs}", flush=True)
     if not args.no_video:
         t = make_tracker(args)

@@ -135,12 +135,17 @@ class InductorEngine(TorchEagerEngine):
 
         dtype = dtype or self.dtype
         start = time.perf_counter()
-        for b in self.batch_sizes or (1, 2):
-            x = torch.zeros((b, *sample_shape), dtype=dtype, device=self.device)
-            if self.channels_last and x.dim() == 4:  # as __call__ passes them: other strides would recompile
-                x = x.contiguous(memory_format=torch.channels_last)
-            for _ in range(runs):
-                self.forward([x])
+        # Samples made as the pipeline makes its inputs: inference tensors (made outside
+        # inference_mode, they fail the graphs' dispatch-key guards: every graph recompiled on its
+        # first real batch, 7 s into a 300-frame `infer` on the H200) in channels_last (other strides
+        # fail the stride guards likewise).
+        with torch.inference_mode():
+            for b in self.batch_sizes or (1, 2):
+                x = torch.zeros((b, *sample_shape), dtype=dtype, device=self.device)
+                if self.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                for _ in range(runs):
+                    self.forward([x])
         self.synchronize()
         seconds = time.perf_counter() - start
         log.info("compiled %s for batch %s (%s, %s) in %.1f s; kernels cached in %s", type(self.module).__name__,
