@@ -29,16 +29,10 @@ def log(message: str) -> None:
 
 
 def video_frames(path: str, count: int) -> list:
-    import cv2
+    """The first `count` frames of `path` looped (decoded once), in memory."""
+    from posekit.io import iter_video
 
-    cap = cv2.VideoCapture(path)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = [frame.image for frame in iter_video(path, max_frames=count)]
     return [frames[i % len(frames)] for i in range(count)]
 
 
@@ -175,14 +169,9 @@ def main() -> int:
     report: dict = {"torch": torch.__version__, "rows": [],
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     frames = video_frames(args.video, args.frames)
-    import cv2
+    from posekit.product_bench import make_looped_video
 
-    args.long_video = str(out / "long.mp4")
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(args.long_video, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
+    args.long_video = str(make_looped_video(args.video, args.frames, out / "long.mp4"))
     report["decode"] = decode_rate(args.long_video, args.frames)
     log(f"decode alone: {report['decode']}")
 

@@ -132,26 +132,12 @@ class ReplayEstimator:
             n += 1
 
 
-def looped_video(source: Path, frames: int, folder: Path) -> tuple[Path, int]:
-    """`source`'s frames repeated up to `frames` frames, written as mp4v; (path, frames in source)."""
-    import cv2
+def looped_video(source: Path, frames: int, folder: Path) -> Path:
+    """`source`'s frames repeated up to `frames` frames, written as mp4v at its frame rate."""
+    from posekit.io import video_fps
+    from posekit.product_bench import make_looped_video
 
-    capture = cv2.VideoCapture(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    images = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(image)
-    capture.release()
-    h, w = images[0].shape[:2]
-    path = folder / f"{source.stem}-x{frames}.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for n in range(frames):
-        writer.write(images[n % len(images)])
-    writer.release()
-    return path, len(images)
+    return make_looped_video(source, frames, folder / f"{source.stem}-x{frames}.mp4", fps=video_fps(str(source)))
 
 
 def source_poses(video: Path, detections: Path | None, cache: Path, models: list[str]) -> list:
@@ -225,7 +211,7 @@ def main() -> int:
 
     os.environ.setdefault("POSEKIT_MODELS", str(SHARED / "models"))
     poses = source_poses(args.video, args.detections, args.cache, args.models.split())
-    looped, _ = looped_video(args.video, args.frames, args.cache)
+    looped = looped_video(args.video, args.frames, args.cache)
     import cv2
 
     capture = cv2.VideoCapture(str(looped))

@@ -99,7 +99,7 @@ def test_plan_of_a_video():
     """STREET's 30 frames become four ranges; one range seeks into the H.264 stream and decodes what
     reading from the start decodes."""
     sources, problems = distributed.list_inputs([str(STREET)])
-    items = [distributed._Item(s, "street.mp4") for s in sources]
+    items = [distributed.InferItem(s, "street.mp4") for s in sources]
     planned, trouble = distributed._plan(items, "settings", RANGE, FRAMES)
     assert not problems and not trouble and [p.ranges for p in planned] == [[(0, 8), (8, 16), (16, 24), (24, 30)]]
     ranged = list(distributed.read_frame_range(str(STREET), 16, 24))
@@ -114,7 +114,7 @@ def test_units_of_images_given_twice():
     """Groups of 4 images; the same file under two names runs once; parts already written are not run."""
     paths = [str(p) for p in sorted(COCO_IMAGES.glob("*.jpg"))[:6]]
     sources, _ = distributed.list_inputs(paths + paths[:1])
-    items = [distributed._Item(s, n) for s, n in zip(sources, distributed.output_names(sources))]
+    items = [distributed.InferItem(s, n) for s, n in zip(sources, distributed.output_names(sources))]
     planned, _ = distributed._plan(items, "settings", RANGE, None)
     assert [len(u["images"]) for u in distributed._units(planned, set(), 4)] == [4, 2]
     assert [len(u["images"]) for u in distributed._units(planned, {planned[0].parts[0]}, 4)] == [4, 1]
