@@ -23,8 +23,8 @@ DET_HELP = ("person detector (registry name, see `posekit models`; default picod
 POSE_HELP = ("pose model (registry name, see `posekit models`; default tinypose-256x192, the most accurate "
              "that runs at 2x the plain loop on the CPU, movenet-thunder for --backend torch/inductor; "
              "tinypose-128x96 and movenet-lightning are faster, movenet-multipose finds people without a detector)")
-DET_THRESHOLD_HELP = ("drop detector boxes scoring below this (default: the detector's own, 0.35 for PicoDet, "
-                      "0.2 for the others)")
+DET_THRESHOLD_HELP = ("drop detector boxes scoring below this (default: the detector's own on onnxruntime and "
+                      "tensorrt, 0.35 for PicoDet and 0.2 for the others; 0.3 in the torch/inductor pipeline)")
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
