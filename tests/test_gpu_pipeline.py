@@ -129,3 +129,18 @@ def test_gpu_estimator_stream_with_detections(gpu_path, frame):
         np.testing.assert_allclose(found.boxes, direct.boxes, atol=1e-3, err_msg=f"frame {i}: detections")
         np.testing.assert_allclose(poses.keypoints, finished.keypoints, atol=1e-3, err_msg=f"frame {i}: keypoints")
         assert len(found) >= len(poses) == len(finished)
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("POSEKIT_SLOW"),
+                    reason="compiles two AOTInductor packages on the CPU (1-2 min); set POSEKIT_SLOW=1 to run")
+def test_gpu_pipeline_on_aotinductor_packages_agrees_with_eager(gpu_path, frame, shared_env, tmp_path, monkeypatch):
+    """The pipeline on AOTInductor packages from posekit.build's cache (a dynamic batch, split past
+    its largest; crops reach the package as a permuted view, which it must read as such)."""
+    monkeypatch.setenv("POSEKIT_CACHE", str(tmp_path / "cache"))
+    aot = GpuPosePipeline(device="cpu", backend="aotinductor", precision="fp32", det_batch_sizes=(2,),
+                          pose_batch_sizes=(4,))
+    got, want = aot([frame, frame, frame]), gpu_path([frame, frame, frame])
+    for g, w in zip(got, want):
+        assert len(g) == len(w) >= 8
+        np.testing.assert_allclose(g.boxes, w.boxes, atol=1e-2)
+        np.testing.assert_allclose(g.keypoints, w.keypoints, atol=1e-2)
