@@ -274,8 +274,12 @@ def test_batcher_gives_each_caller_its_batch_error():
 def test_bench_serve_reports_throughput_and_latency(shared_env):
     from posekit.serve.bench import bench_serve, format_rows
 
-    report = bench_serve(COCO_IMAGES, batches=(2,), clients=2, requests=6, in_process=False, max_seconds=60)
+    report = bench_serve(COCO_IMAGES, batches=(2,), clients=2, requests=6, in_process=False, max_seconds=60,
+                         device="cpu", backend="onnxruntime", precision="fp32")
     (row,) = report["rows"]
+    # the server ran the engine asked for, and says so
+    assert row["model"] == "picodet-s-320-pedestrian + tinypose-256x192 on onnxruntime cpu", row
+    assert (report["device"], report["backend"], report["precision"]) == ("cpu", "onnxruntime", "fp32")
     assert row["name"] == "serve max-batch 2" and row["answered"] == 6 and row["statuses"] == {"200": 6}, row
     assert row["images_per_s"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"], row
     assert 1 <= row["mean_batch"] <= 2, row

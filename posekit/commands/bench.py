@@ -146,9 +146,11 @@ def _print_track(report: dict) -> None:
 def _bench_serve(args: argparse.Namespace) -> dict:
     from posekit.serve.bench import bench_serve
 
+    backend, _, precision = args.backends.split(",")[0].partition(":")  # e.g. --backends inductor:fp16
     return bench_serve(args.images, [int(b) for b in args.serve_batches.split(",")], clients=args.clients,
                        requests=args.requests, max_wait_ms=args.max_wait_ms, workers=args.workers, det=args.det,
-                       pose=args.pose, max_seconds=args.max_seconds)
+                       pose=args.pose, max_seconds=args.max_seconds, device=args.device, backend=backend,
+                       precision=precision or None)
 
 
 def _print_serve(report: dict) -> None:
@@ -232,7 +234,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     engines.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     engines.add_argument("--plot", metavar="PNG", help="also plot throughput vs batch, or with --stage models AP vs "
                                                        "images/s (needs matplotlib)")
-    serve = p.add_argument_group("--stage serve (`posekit serve` on 127.0.0.1 under load, against the estimator in one process)")
+    serve = p.add_argument_group("--stage serve (`posekit serve` on 127.0.0.1 under load, against the estimator in one "
+                                 "process; --device and the first of --backends, e.g. --device cuda --backends "
+                                 "inductor:fp16, pick the server's engine)")
     serve.add_argument("--serve-batches", default="1,4,8", metavar="A,B",
                        help="server --max-batch settings, one row each (default %(default)s)")
     serve.add_argument("--clients", type=int, default=8, help="concurrent clients (default %(default)s)")

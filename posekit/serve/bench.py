@@ -84,39 +84,50 @@ def _metric_sum(port: int, name: str) -> float:
 
 def bench_serve(images: str | os.PathLike, batches: Sequence[int] = (1, 4, 8), clients: int = 8, requests: int = 200,
                 max_wait_ms: float = 10.0, workers: int | None = None, det: str | None = None, pose: str | None = None,
-                max_seconds: float = 120.0, in_process: bool = True) -> dict[str, Any]:
-    """Rows of images/s and latency percentiles: one per server max-batch, then the in-process rows."""
-    from posekit.serve.client import running_server
+                max_seconds: float = 120.0, in_process: bool = True, device: str = "cpu", backend: str | None = None,
+                precision: str | None = None) -> dict[str, Any]:
+    """Rows of images/s and latency percentiles: one per server max-batch, then the in-process rows.
+    device, backend, precision: the server's and the in-process estimator's (`posekit serve
+    --device --backend --precision`; None: serve's defaults), e.g. "cuda", "inductor", "fp16"."""
+    import json
+
+    from posekit.serve.client import request, running_server
 
     paths = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not paths:
         raise ValueError(f"{images}: expected JPEG or PNG images, found none")
     bodies = [p.read_bytes() for p in paths]
-    model_args = [*(["--det", det] if det else []), *(["--pose", pose] if pose else [])]
+    model_args = [*(["--det", det] if det else []), *(["--pose", pose] if pose else []), "--device", device,
+                  *(["--backend", backend] if backend else []), *(["--precision", precision] if precision else [])]
     rows = []
     for batch in batches:
         args = [*model_args, "--max-batch", str(batch), "--max-wait-ms", str(max_wait_ms),
                 "--max-queue", str(max(64, 4 * clients)), *(["--workers", str(workers)] if workers else [])]
         with running_server(args) as server:
+            model = json.loads(request(server.port, "GET", "/healthz").body)["model"]
             drive(server.port, bodies, clients, min(clients, requests), max_seconds)  # warm-up, not counted
             calls0, images0 = _metric_sum(server.port, "posekit_batch_size_count"), _metric_sum(server.port, "posekit_batch_size_sum")
             result = drive(server.port, bodies, clients, requests, max_seconds)
             calls = _metric_sum(server.port, "posekit_batch_size_count") - calls0
             mean_batch = (_metric_sum(server.port, "posekit_batch_size_sum") - images0) / calls if calls else float("nan")
-        rows.append({"name": f"serve max-batch {batch}", "clients": clients, "mean_batch": mean_batch, **result})
+        rows.append({"name": f"serve max-batch {batch}", "clients": clients, "mean_batch": mean_batch, "model": model,
+                     **result})
         log.info("%s", rows[-1])
     if in_process:
-        rows += _in_process(paths, requests, det, pose, workers, max_seconds)
-    return {"rows": rows, "images": len(paths), "requests": requests, "clients": clients,
+        rows += _in_process(paths, requests, det, pose, workers, max_seconds, device, backend, precision)
+    return {"rows": rows, "images": len(paths), "requests": requests, "clients": clients, "device": device,
+            "backend": backend or "onnxruntime", "precision": precision,
             "max_wait_ms": max_wait_ms, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}
 
 
 def _in_process(paths: Sequence[Path], requests: int, det: str | None, pose: str | None, workers: int | None,
-                max_seconds: float) -> list[dict[str, Any]]:
+                max_seconds: float, device: str = "cpu", backend: str | None = None,
+                precision: str | None = None) -> list[dict[str, Any]]:
     from posekit.estimators import make_estimator
     from posekit.io import read_image
 
-    estimator = make_estimator(det=det, pose=pose, workers=workers or 3)
+    estimator = make_estimator(det=det, pose=pose, workers=workers or 3, device=device, backend=backend or "onnxruntime",
+                               precision=precision)
     decoded = [read_image(p) for p in paths]
     estimator.estimate_batch(decoded[:2])  # warm-up
     frames = [decoded[i % len(decoded)] for i in range(requests)]
@@ -134,7 +145,9 @@ def _in_process(paths: Sequence[Path], requests: int, det: str | None, pose: str
     start = time.perf_counter()
     n = sum(1 for _ in estimator.stream(frames[: len(latencies)]))
     wall = time.perf_counter() - start
-    stream = {"name": f"in-process stream ({estimator.workers} workers)", "clients": 1, "mean_batch": float("nan"),
+    threads = getattr(estimator, "workers", None)  # the CPU pipeline's threads; the GPU pipeline batches frames
+    name = f"in-process stream ({threads} workers)" if threads else "in-process stream"
+    stream = {"name": name, "clients": 1, "mean_batch": float("nan"),
               "images_per_s": n / wall, "answered": n, "seconds": wall, **_percentiles([])}
     return [loop, stream]
 
@@ -148,6 +161,7 @@ def format_rows(report: dict[str, Any]) -> str:
                      f"{r['p99_ms']:.0f}", f"{r['mean_batch']:.2f}", str(r["answered"]), refused))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
+    served = next((r["model"] for r in report["rows"] if r.get("model")), None)
     lines.append(f"{report['images']} images, {report['requests']} requests per row, {report['clients']} clients, "
-                 f"max wait {report['max_wait_ms']:g} ms; {report['machine']}")
+                 f"max wait {report['max_wait_ms']:g} ms; {report['machine']}" + (f"; served: {served}" if served else ""))
     return "\n".join(lines)
