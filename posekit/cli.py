@@ -72,7 +72,14 @@ def positive_float(text: str) -> float:
 
 def check_device(device: str) -> None:
     """A one-line ValueError for a CUDA device this machine does not have (checked before any
-    model is built)."""
+    model is built); several devices (cuda:0,1, cuda:all, cpu,cpu: `posekit.multidevice`) are
+    checked one by one."""
+    if "," in device or device.endswith(":all"):
+        from posekit.multidevice import split_devices
+
+        for one in split_devices(device):
+            check_device(one)
+        return
     if not device.startswith("cuda"):
         if device != "cpu":
             raise ValueError(f"--device {device}: expected cpu, cuda or cuda:N")

@@ -484,6 +484,56 @@ class VideoReader:
                              f"frames its header declares")
 
 
+def read_frame_range(path: str, start: int, stop: int | None, seek: bool = True, name: str | None = None
+                     ) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame number, timestamp in seconds, BGR image) for frames [start, stop) of a video (to its
+    end when stop is None), with `posekit.io.VideoReader`'s timestamps.
+
+    seek: jump to `start` by frame number (OpenCV seeks to the key frame before it and decodes
+    forward); without it, or when the seek lands elsewhere, the frames before `start` are decoded
+    and dropped. A range that starts past the last frame is empty.
+    """
+    import cv2
+
+    name = name or path
+    if not Path(path).is_file():
+        raise InputError(f"{name}: no such file")
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{name}: cannot open as a video (OpenCV could not read its container)")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = float(fps) if fps and fps > 0 and np.isfinite(fps) and fps < 1000 else None
+        position = 0
+        if start and seek:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+            position = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
+            if position != start:
+                log.info("%s: seeking to frame %d landed on %d; decoding from the start", name, start, position)
+                capture.release()
+                capture = cv2.VideoCapture(path)
+                position = 0
+        while position < start:
+            if not capture.grab():
+                return
+            position += 1
+        last = -1.0
+        index = start
+        while stop is None or index < stop:
+            ok, image = capture.read()
+            if not ok:
+                break
+            msec = capture.get(cv2.CAP_PROP_POS_MSEC)
+            if not np.isfinite(msec) or msec < 0 or (msec <= last and index > start):
+                # no usable container clock: count frames at the nominal rate, as VideoReader does
+                msec = last + 1000.0 / (fps or 30.0) if index > start else index * 1000.0 / (fps or 30.0)
+            last = msec
+            yield index, round(msec / 1000.0, 6), image
+            index += 1
+    finally:
+        capture.release()
+
+
 def iter_video(source: str | int, max_frames: int | None = None) -> Iterator[Frame]:
     """Frames of a video file or camera, decoded one at a time (see `VideoReader`)."""
     with VideoReader(source, max_frames) as reader:

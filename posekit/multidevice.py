@@ -13,8 +13,10 @@ torch and ONNX Runtime are not fork-safe), each building the same estimator with
 `posekit.estimators.make_estimator` on its device. Frames are dealt out round-robin in chunks of
 the estimator's `frames_per_batch`; each worker runs its own `stream` (prefetch decoding, its
 threads or device batches) on its share, and results come back in input order, so the output is
-what one device gives. Paths travel as paths (each worker decodes its own images); arrays (video
-frames) travel pickled.
+what one device gives. Paths travel as paths (each worker decodes its own images); arrays travel
+pickled. A video file whose container indexes its frames goes by `stream_video`: each worker
+decodes its own ranges of frames (seeking to each), so no frame crosses between processes and
+`posekit infer` on several GPUs is not held to one process's decoding and pickling.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import multiprocessing
 import os
 import queue
 import threading
+from collections import deque
 from typing import Any, Iterable, Iterator, Sequence
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,10 @@ def split_devices(device: str) -> list[str]:
 
 _ITEM, _END, _DONE, _ERROR, _READY, _RESULT = "item", "end", "done", "error", "ready", "result"
 
+# frames per video range a worker decodes and runs (`stream_video`): long enough that seeking to
+# its start (a key frame, then decoding forward) costs little, short enough to spread a video
+VIDEO_RANGE_FRAMES = 256
+
 
 def _worker(device: str, options: dict[str, Any], inputs: Any, outputs: Any) -> None:
     """One device's process: build the estimator, then run jobs (a method, its items, an end
@@ -86,6 +93,8 @@ def _worker(device: str, options: dict[str, Any], inputs: Any, outputs: Any) -> 
         try:
             if method == "stream":
                 results = estimator.stream(items, **kwargs)
+            elif method == "video":
+                results = _video_ranges(estimator, items)
             else:
                 run = getattr(estimator, "stream_boxes", None)
                 results = run(items) if run is not None else streams.stream_boxes(estimator, items)
@@ -95,6 +104,47 @@ def _worker(device: str, options: dict[str, Any], inputs: Any, outputs: Any) -> 
         except Exception as exc:  # reported to the parent, which raises it and stops the workers
             outputs.put((_ERROR, _portable(exc, device)))
             return
+
+
+def _video_ranges(estimator: Any, ranges: Iterable[tuple[str, int, int, int]]) -> Iterator[list[tuple]]:
+    """For each (path, start, stop, declared) frame range, in order: its frames' (index, timestamp,
+    width, height, poses). The frames are decoded here, and all the ranges' frames go through the
+    estimator as one stream (no drain between ranges). A range that ends early (the file holds
+    fewer frames than its header declares) raises `InputError` as `VideoReader` words it."""
+    from posekit.io import InputError, read_frame_range
+
+    meta: deque = deque()  # (index, timestamp, width, height) of each frame sent, in order
+    counts: deque = deque()  # frames of each range read to its end, in order
+
+    def frames() -> Iterator[Any]:
+        for path, start, stop, declared in ranges:
+            n = 0
+            for index, timestamp, image in read_frame_range(path, start, stop):
+                meta.append((index, timestamp, image.shape[1], image.shape[0]))
+                n += 1
+                yield image
+            if n < stop - start:  # (another worker's range may be the first to end early)
+                raise InputError(f"{path}: truncated video, no frame {start + n} of the {declared} frames its "
+                                 "header declares")
+            counts.append(n)
+
+    done: list[tuple] = []
+    stream = estimator.stream(frames())
+    try:
+        for poses in stream:
+            done.append((*meta.popleft(), poses))
+            while counts and len(done) >= counts[0]:
+                n = counts.popleft()
+                yield done[:n]
+                done = done[n:]
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    while counts:  # ranges whose last frames came out before the reader had finished them
+        n = counts.popleft()
+        yield done[:n]
+        done = done[n:]
 
 
 def _job_items(inputs: Any) -> Iterator[Any]:
@@ -199,14 +249,15 @@ class MultiDeviceEstimator:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    def _run(self, method: str, kwargs: dict[str, Any], items: Iterable[Any]) -> Iterator[Any]:
-        """Deal `items` out to the workers in chunks and yield their results in input order."""
+    def _run(self, method: str, kwargs: dict[str, Any], items: Iterable[Any], chunk: int | None = None) -> Iterator[Any]:
+        """Deal `items` out to the workers in chunks (default: the estimator's frames_per_batch)
+        and yield their results in input order."""
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("a MultiDeviceEstimator runs one stream at a time; finish (or close) the other first")
         try:
             self.start()
             workers = self._workers
-            chunk = max(1, int(self._info.get("frames_per_batch", 1)))
+            chunk = max(1, int(chunk or self._info.get("frames_per_batch", 1)))
             stop = threading.Event()
             failure: list[BaseException] = []
             for _, inputs, _ in workers:
@@ -271,6 +322,21 @@ class MultiDeviceEstimator:
         """Poses per frame (or (poses, detections) with `with_detections`), in order; frames are
         arrays or paths (decoded by the workers)."""
         return self._run("stream", {"prefetch": prefetch, "with_detections": with_detections}, frames)
+
+    def stream_video(self, path: str | os.PathLike, frames: int, declared: int | None = None,
+                     range_frames: int | None = None) -> Iterator[tuple[int, float, int, int, Any]]:
+        """(index, timestamp, width, height, poses) for frames 0 .. frames-1 of a video file, in
+        order, each worker decoding its own ranges of `range_frames` frames (dealt out in turn),
+        so no frame crosses between processes: what `posekit infer` runs on a video whose
+        container indexes its frames. declared: the header's frame count, for the truncation
+        error (default `frames`). Timestamps are `posekit.io.VideoReader`'s."""
+        size = int(range_frames or os.environ.get("POSEKIT_VIDEO_RANGE_FRAMES") or VIDEO_RANGE_FRAMES)
+        if size < 1:
+            raise ValueError(f"range_frames must be >= 1, got {size}")
+        path = os.fspath(path)
+        ranges = ((path, start, min(start + size, frames), declared or frames) for start in range(0, frames, size))
+        for done in self._run("video", {}, ranges, chunk=1):
+            yield from done
 
     def stream_boxes(self, pairs: Iterable[tuple[Any, Any]]) -> Iterator[Any]:
         """`estimate_boxes` over (image or path, person boxes) pairs, in order."""

@@ -92,3 +92,51 @@ def test_worker_failure_is_raised_and_workers_restart(double):
         list(double.stream([np.zeros((4, 4), np.uint8)]))
     assert double._workers is None  # stopped after the failure
     assert len(double.estimate_batch([np.zeros((64, 64, 3), np.uint8)])) == 1  # fresh workers
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory):
+    """A 30-frame 960x540 video (the demo's frames looped; mp4v in .mp4, a container that indexes its frames)."""
+    from posekit.product_bench import make_looped_video
+
+    return make_looped_video(DEMO_VIDEO, 30, tmp_path_factory.mktemp("video") / "street.mp4")
+
+
+def test_two_workers_decode_their_own_video_ranges(single, double, street):
+    frames = list(iter_video(str(street)))
+    one = list(single.stream(f.image for f in frames))
+    got = list(double.stream_video(street, len(frames), range_frames=7))  # 5 ranges: 3 on one worker, 2 on the other
+    assert [g[0] for g in got] == list(range(30))
+    assert [g[1] for g in got] == [f.timestamp for f in frames]
+    assert {(g[2], g[3]) for g in got} == {(960, 540)}
+    assert_same(one, [g[4] for g in got], "video ranges on cpu,cpu vs one device")
+    assert sum(map(len, one)) > 100  # 151: people in every frame
+
+
+def test_a_video_shorter_than_its_ranges_is_a_truncated_input(double, street):
+    from posekit.io import InputError
+
+    # the 30-frame file read as if its header declared 40: whichever worker meets the end first says so
+    with pytest.raises(InputError, match=r"street.mp4: truncated video, no frame 3[02] of the 40 frames its header declares"):
+        list(double.stream_video(street, 40, range_frames=16))
+    assert len(list(double.stream_video(street, 4, range_frames=2))) == 4  # fresh workers after the failure
+
+
+def test_infer_on_two_workers_writes_what_one_device_writes(street, tmp_path, shared_env):
+    """`posekit infer VIDEO --device cpu,cpu`: the workers decode their own ranges; the JSON Lines are
+    byte for byte one device's, and the render (drawn from this process's own decoding) has every frame."""
+    import os
+    import subprocess
+    import sys
+
+    from posekit.io import VideoReader
+
+    env = {**os.environ, "POSEKIT_VIDEO_RANGE_FRAMES": "8"}
+    for out, device in (("one", "cpu"), ("two", "cpu,cpu")):
+        result = subprocess.run([sys.executable, "-m", "posekit", "infer", str(street), "--out", str(tmp_path / out),
+                                 "--device", device], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    one, two = (tmp_path / "one" / "street.jsonl").read_bytes(), (tmp_path / "two" / "street.jsonl").read_bytes()
+    assert one == two and one.count(b"\n") == 30
+    with VideoReader(str(tmp_path / "two" / "vis" / "street.mp4")) as render:
+        assert sum(1 for _ in render) == 30
