@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from posekit.streams import video_poses
 from posekit.io import (Frame, InputError, JsonLinesWriter, OutputError, VideoReader, VideoSink, describe_os_error,
                         expand_inputs, image_ids, is_disk_full, output_names, poses_to_coco, prepare_out,
                         read_image, remove_stale_parts, render_name, write_image, write_json)
@@ -318,7 +319,7 @@ def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_thre
         render = VideoSink(render_path, fps) if vis else contextlib.nullcontext()
         try:
             with JsonLinesWriter(lines_path) as lines, render as sink, \
-                    contextlib.closing(_video_results(estimator, reader, vis)) as results:
+                    contextlib.closing(video_poses(estimator, reader, vis)) as results:
                 for frame, (w, h), poses in results:
                     if tracker is not None:
                         poses = tracker.update(poses, timestamp=frame.timestamp, image_size=(w, h))
@@ -341,25 +342,6 @@ def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_thre
                 if path is not None and path.exists() and (frames or path == lines_path):
                     summary.add_output(path)
     return frames
-
-
-def _video_results(estimator: Any, reader: VideoReader, vis: bool) -> Iterator[tuple[Frame, tuple[int, int], Any]]:
-    """(frame, (width, height), poses) for each frame of `reader`'s video. An estimator with
-    `stream_video` (several devices) decodes the frames itself, range by range, when the container
-    indexes them; this process then decodes them only to draw them (`vis`), and a frame without
-    them carries no image."""
-    ranged = getattr(estimator, "stream_video", None)
-    if ranged is None or reader.is_camera or not reader.exact_count:
-        for _, frame, poses in _run(estimator, ((None, f) for f in reader)):
-            yield frame, (frame.image.shape[1], frame.image.shape[0]), poses
-        return
-    count = min(reader.exact_count, reader.max_frames or reader.exact_count)
-    log.info("%s: %d frames decoded by the workers, range by range%s", reader.name, count,
-             " (and here, for the render)" if vis else "")
-    images = iter(reader) if vis else None
-    for index, timestamp, w, h, poses in ranged(reader.name, count, declared=reader.exact_count):
-        image = next(images).image if images is not None else None
-        yield Frame(reader.name, index, image, timestamp), (w, h), poses
 
 
 def _finish(out: Path, images: list[InferItem], items: list[InferItem], done: dict[str, dict], journal: ResultsJournal,

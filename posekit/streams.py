@@ -111,3 +111,47 @@ def stream_boxes(estimator: Any, pairs: Iterable[tuple[Any, Any]], prefetch_dept
 
     chunks = chunked(prefetch(decoded(), prefetch_depth), int(getattr(estimator, "frames_per_batch", 1)))
     yield from ordered_map(run, chunks, int(getattr(estimator, "workers", 1)))
+
+
+def video_poses(estimator: Any, reader: Any, images: bool = True) -> Iterator[tuple[Any, tuple[int, int], Any]]:
+    """(frame, (width, height), poses) for each frame of a `posekit.io.VideoReader`, in order.
+
+    The frames are read in the estimator's prefetch thread and go to its ``stream``; an estimator
+    with ``stream_video`` (several devices: `posekit.multidevice`) decodes them itself instead,
+    range by range, when the container indexes its frames, and this thread decodes them again
+    only when `images` are wanted (to draw them; without, a frame carries no image).
+    """
+    from posekit.io import Frame
+
+    ranged = getattr(estimator, "stream_video", None)
+    if ranged is None or reader.is_camera or not reader.exact_count:
+        pending: deque = deque()
+
+        def frames() -> Iterator[np.ndarray]:
+            for frame in reader:
+                pending.append(frame)
+                yield frame.image
+
+        stream = estimator.stream(frames())
+        try:
+            for poses in stream:
+                frame = pending.popleft()
+                yield frame, (frame.image.shape[1], frame.image.shape[0]), poses
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:  # joins the estimator's workers before the caller goes on
+                close()
+        return
+    import logging
+
+    count = min(reader.exact_count, reader.max_frames or reader.exact_count)
+    logging.getLogger(__name__).info("%s: %d frames decoded by the workers, range by range%s", reader.name, count,
+                                     " (and here, to draw them)" if images else "")
+    decoded = iter(reader) if images else None
+    stream = ranged(reader.name, count, declared=reader.exact_count)
+    try:
+        for index, timestamp, w, h, poses in stream:
+            image = next(decoded).image if decoded is not None else None
+            yield Frame(reader.name, index, image, timestamp), (w, h), poses
+    finally:
+        stream.close()

@@ -140,3 +140,22 @@ def test_infer_on_two_workers_writes_what_one_device_writes(street, tmp_path, sh
     assert one == two and one.count(b"\n") == 30
     with VideoReader(str(tmp_path / "two" / "vis" / "street.mp4")) as render:
         assert sum(1 for _ in render) == 30
+
+
+def test_track_on_two_workers_writes_what_one_device_writes(street, tmp_path, shared_env):
+    """`posekit track VIDEO --device cpu,cpu`: the workers decode their own ranges, this process
+    tracks; the JSON Lines and MOT text are byte for byte one device's."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "POSEKIT_VIDEO_RANGE_FRAMES": "8"}
+    for out, device in (("one", "cpu"), ("two", "cpu,cpu")):
+        result = subprocess.run([sys.executable, "-m", "posekit", "track", str(street), "--out", str(tmp_path / out),
+                                 "--device", device, "--no-video", "--format", "jsonl,mot"], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    for name in ("street.jsonl", "street.txt"):
+        one, two = (tmp_path / "one" / name).read_bytes(), (tmp_path / "two" / name).read_bytes()
+        assert one == two and one, name
+    assert (tmp_path / "one" / "street.jsonl").read_bytes().count(b"\n") == 30

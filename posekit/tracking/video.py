@@ -23,12 +23,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from posekit.io import JsonLinesWriter
 from posekit.journal import signals_held
+from posekit.streams import video_poses
 from posekit.structures import Poses
 from posekit.schema import frame_record
 from posekit.tracking.mot import MotWriter
@@ -180,16 +181,11 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
         posetrack = PoseTrackWriter(posetrack_path, vid_id=vid_id) if posetrack_path else None
         mot = MotWriter(mot_path).__enter__() if mot_path else None
         render_to = VideoSink(video_path, fps=rate) if render else contextlib.nullcontext()
-        pending: deque = deque()
         writer: WriterThread | None = None
         renderer: WriterThread | None = None
-
-        def images() -> Iterator[np.ndarray]:
-            for frame in reader:
-                pending.append(frame)
-                yield frame.image
-
-        stream = estimator.stream(images())
+        # (frame, size, poses); on several devices the workers decode the frames themselves, and
+        # this process decodes them again only for the render
+        stream = video_poses(estimator, reader, images=render)
         try:
             # The render closes before the JSON files; each keeps the frames done however this ends.
             with contextlib.ExitStack() as stack:
@@ -230,11 +226,9 @@ def track_video(source: str | int, out_dir: str | os.PathLike, *, estimator: Any
                 feed = renderer or writer
                 queued = 0
                 try:
-                    for poses in stream:
+                    for frame, (w, h), poses in stream:
                         if save_detections:
                             detections.append(poses)
-                        frame = pending.popleft()
-                        h, w = frame.image.shape[:2]
                         rescale = None
                         if size is not None and (w, h) != size:
                             changes += 1
