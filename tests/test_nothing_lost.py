@@ -20,6 +20,7 @@ import pytest
 
 from badinputs import GOOD_JPEG, make
 from paths import COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT, session_cache
+from videos import read_frames, write_avi
 
 FP32 = ("--precision", "fp32")  # the plain ONNX export: no INT8 build needed for these tests
 SMALL = [COCO_IMAGES / f"{n:012d}.jpg" for n in (785, 40083)]  # one skier; three people
@@ -137,8 +138,8 @@ def test_sigkill_leaves_a_valid_journal_and_resume_cleans_up(thirty_images, cach
 
 def test_track_sigterm_keeps_the_frames_done(cache, tmp_path):
     video = tmp_path / "long.avi"  # 60 frames of the demo video
-    frames = [cv2.resize(f, (480, 270)) for f in _frames(DEMO_VIDEO)] * 12
-    _write_avi(video, frames)
+    frames = [cv2.resize(f, (480, 270)) for f in read_frames(DEMO_VIDEO)] * 12
+    write_avi(video, frames)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "posekit", "track", str(video), "--out", str(out), *FP32],
                             cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -158,28 +159,8 @@ def test_track_sigterm_keeps_the_frames_done(cache, tmp_path):
     assert 1 <= len(records) < 60 and [r["frame"] for r in records] == list(range(len(records)))
     posetrack = json.loads((out / "long.posetrack.json").read_text())
     assert len(posetrack["images"]) == len(records)
-    assert len(list(_frames(out / "long.mp4"))) == len(records)
+    assert len(list(read_frames(out / "long.mp4"))) == len(records)
     _no_hidden_files(out)
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
-def _write_avi(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> None:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
 
 
 # -- full disks ----------------------------------------------------------------------------------
@@ -435,8 +416,8 @@ def test_names_are_unique_for_repeated_and_numbered_inputs(cache, tmp_path):
 
 
 def test_track_two_containers_of_one_name_keep_their_outputs(cache, tmp_path):
-    frames = _frames(DEMO_VIDEO)[:2]
-    _write_avi(tmp_path / "clip.avi", frames)
+    frames = read_frames(DEMO_VIDEO)[:2]
+    write_avi(tmp_path / "clip.avi", frames)
     shutil.copy(DEMO_VIDEO, tmp_path / "clip.mp4")
     out = tmp_path / "out"
     r = posekit("track", tmp_path / "clip.mp4", tmp_path / "clip.avi", "--out", out, "--max-frames", "2",
@@ -542,17 +523,17 @@ def test_infer_and_track_write_one_schema_and_draw_the_same_people(cache, tmp_pa
         assert (a["frame"], a["timestamp"], a["image_size"]) == (b["frame"], b["timestamp"], b["image_size"])
         drawn = [sorted(p["box"] for p in rec["poses"] if p["box_score"] >= 0.5) for rec in (a, b)]
         assert drawn[0] == drawn[1] and len(drawn[0]) >= 3, a["frame"]  # a crowded street, same people
-    assert len(_frames(tmp_path / "i" / "vis" / "demo.mp4")) == len(_frames(tmp_path / "t" / "demo.mp4")) == 3
+    assert len(read_frames(tmp_path / "i" / "vis" / "demo.mp4")) == len(read_frames(tmp_path / "t" / "demo.mp4")) == 3
 
 
 def test_render_codec_is_h264_where_pyav_can_write_it(tmp_path, caplog):
     from posekit.io import VideoSink, h264_available
 
-    frames = _frames(DEMO_VIDEO)[:3]
+    frames = read_frames(DEMO_VIDEO)[:3]
     with VideoSink(tmp_path / "r.mp4", fps=5) as sink:
         for frame in frames:
             sink.write(frame)
-    assert len(_frames(tmp_path / "r.mp4")) == 3
+    assert len(read_frames(tmp_path / "r.mp4")) == 3
     if h264_available():
         import av
 
@@ -563,7 +544,7 @@ def test_render_codec_is_h264_where_pyav_can_write_it(tmp_path, caplog):
         assert sink.codec == "mp4v" and "H.264 needs PyAV" in caplog.text
     with VideoSink(tmp_path / "fallback.mp4", fps=5, h264=False) as sink:
         sink.write(frames[0])
-    assert sink.codec == "mp4v" and len(_frames(tmp_path / "fallback.mp4")) == 1
+    assert sink.codec == "mp4v" and len(read_frames(tmp_path / "fallback.mp4")) == 1
 
 
 # -- the schema itself ---------------------------------------------------------------------------

@@ -9,32 +9,11 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from paths import DEMO_VIDEO
+from videos import read_frames, write_avi
 from posekit.tracking.writer import WriterThread
-
-
-def _demo_frames(size: tuple[int, int]) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(DEMO_VIDEO))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
-    capture.release()
-    return frames
-
-
-def _write_avi(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def _count_frames(path: Path) -> int:
@@ -54,10 +33,10 @@ def looped_demo(tmp_path_factory, shared_env) -> tuple[Path, list]:
     from posekit.tracking.detections import detect_video
 
     folder = tmp_path_factory.mktemp("looped")
-    frames = _demo_frames((480, 270))
-    once = list(detect_video(str(_write_avi(folder / "once.avi", frames)), make_estimator()))
+    frames = read_frames(DEMO_VIDEO, (480, 270))
+    once = list(detect_video(str(write_avi(folder / "once.avi", frames)), make_estimator()))
     assert len(once) == 5 and sum(len(p) for p in once) >= 10, [len(p) for p in once]
-    return _write_avi(folder / "looped.avi", frames * 8), once * 8
+    return write_avi(folder / "looped.avi", frames * 8), once * 8
 
 
 @pytest.mark.parametrize("render, formats, write_ahead", [
