@@ -13,12 +13,11 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from posekit.streams import video_poses
+from posekit.streams import stream_tagged, video_poses
 from posekit.io import (Frame, InputError, JsonLinesWriter, OutputError, VideoReader, VideoSink, describe_os_error,
                         expand_inputs, image_ids, is_disk_full, output_names, poses_to_coco, prepare_out,
                         read_image, remove_stale_parts, render_name, write_image, write_json)
@@ -213,7 +212,7 @@ def _infer_images(todo: list[InferItem], estimator: Any, out: Path, vis: bool, v
                   journal: ResultsJournal, done: dict[str, dict], summary: InferSummary, bar: Any) -> None:
     if not todo:
         return
-    with contextlib.closing(_run(estimator, _read_images(todo, journal, summary, bar))) as results:
+    with contextlib.closing(stream_tagged(estimator, _read_images(todo, journal, summary, bar))) as results:
         for item, frame, poses in results:
             summary.images += 1
             summary.frames += 1
@@ -242,26 +241,6 @@ def _infer_images(todo: list[InferItem], estimator: Any, out: Path, vis: bool, v
 
 def _reason(exc: BaseException) -> str:
     return describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-
-
-def _run(estimator: Any, tagged: Iterator[tuple[Any, Frame]]) -> Iterator[tuple[Any, Frame, Any]]:
-    """(tag, frame, poses) for each (tag, frame); frames are read (and decoded) in the estimator's
-    prefetch thread."""
-    pending: deque[tuple[Any, Frame]] = deque()
-
-    def images() -> Iterator[Any]:
-        for tag, frame in tagged:
-            pending.append((tag, frame))
-            yield frame.image
-
-    stream = estimator.stream(images())
-    try:
-        for poses in stream:
-            yield (*pending.popleft(), poses)
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:  # joins the estimator's workers before the caller goes on
-            close()
 
 
 def _read_images(items: list[InferItem], journal: ResultsJournal, summary: InferSummary,

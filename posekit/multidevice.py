@@ -29,6 +29,8 @@ import threading
 from collections import deque
 from typing import Any, Iterable, Iterator, Sequence
 
+from posekit import streams
+
 log = logging.getLogger(__name__)
 
 DEVICE_KINDS = ("cpu", "cuda")
@@ -76,7 +78,6 @@ VIDEO_RANGE_FRAMES = 256
 def _worker(device: str, options: dict[str, Any], inputs: Any, outputs: Any) -> None:
     """One device's process: build the estimator, then run jobs (a method, its items, an end
     marker) until told to stop (None)."""
-    from posekit import streams
     from posekit.estimators import make_estimator
 
     try:
@@ -264,13 +265,7 @@ class MultiDeviceEstimator:
                 inputs.put((method, kwargs))
 
             def put(inputs: Any, message: Any) -> bool:
-                while not stop.is_set():
-                    try:
-                        inputs.put(message, timeout=0.1)
-                        return True
-                    except queue.Full:
-                        continue
-                return False
+                return streams.put_unless_stopped(inputs, message, stop)
 
             def feed() -> None:
                 try:

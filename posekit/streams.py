@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -10,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def as_bgr(image: Any) -> np.ndarray:
@@ -38,6 +41,17 @@ def chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 _DONE = object()
 
 
+def put_unless_stopped(q: Any, item: Any, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, waiting while it is full, until `stop` is set; whether it went in."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
     """Pull from `items` in a background thread, at most `depth` ahead (paths are decoded
     there); re-raise its errors here."""
@@ -45,13 +59,7 @@ def prefetch(items: Iterator[Any], depth: int) -> Iterator[Any]:
     stop = threading.Event()
 
     def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(q, item, stop)
 
     def pull() -> None:
         try:
@@ -113,6 +121,26 @@ def stream_boxes(estimator: Any, pairs: Iterable[tuple[Any, Any]], prefetch_dept
     yield from ordered_map(run, chunks, int(getattr(estimator, "workers", 1)))
 
 
+def stream_tagged(estimator: Any, tagged: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any, Any]]:
+    """(tag, frame, poses) for each (tag, `posekit.io.Frame`), in order; the frames are read (and
+    decoded) in the estimator's prefetch thread. Closing it joins the estimator's workers."""
+    pending: deque = deque()
+
+    def images() -> Iterator[np.ndarray]:
+        for tag, frame in tagged:
+            pending.append((tag, frame))
+            yield frame.image
+
+    stream = estimator.stream(images())
+    try:
+        for poses in stream:
+            yield (*pending.popleft(), poses)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:  # joins the estimator's workers before the caller goes on
+            close()
+
+
 def video_poses(estimator: Any, reader: Any, images: bool = True) -> Iterator[tuple[Any, tuple[int, int], Any]]:
     """(frame, (width, height), poses) for each frame of a `posekit.io.VideoReader`, in order.
 
@@ -125,27 +153,15 @@ def video_poses(estimator: Any, reader: Any, images: bool = True) -> Iterator[tu
 
     ranged = getattr(estimator, "stream_video", None)
     if ranged is None or reader.is_camera or not reader.exact_count:
-        pending: deque = deque()
-
-        def frames() -> Iterator[np.ndarray]:
-            for frame in reader:
-                pending.append(frame)
-                yield frame.image
-
-        stream = estimator.stream(frames())
+        stream = stream_tagged(estimator, ((None, frame) for frame in reader))
         try:
-            for poses in stream:
-                frame = pending.popleft()
+            for _, frame, poses in stream:
                 yield frame, (frame.image.shape[1], frame.image.shape[0]), poses
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:  # joins the estimator's workers before the caller goes on
-                close()
+            stream.close()
         return
-    import logging
-
     count = min(reader.exact_count, reader.max_frames or reader.exact_count)
-    logging.getLogger(__name__).info("%s: %d frames decoded by the workers, range by range%s", reader.name, count,
+    log.info("%s: %d frames decoded by the workers, range by range%s", reader.name, count,
                                      " (and here, to draw them)" if images else "")
     decoded = iter(reader) if images else None
     stream = ranged(reader.name, count, declared=reader.exact_count)
