@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,16 +13,11 @@ import pytest
 from posekit.ops.boxes import box_iou
 
 from badinputs import shared_models
-from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
+from runner import run_posekit
+from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO
 
 # one skier, three people, a crowd of eleven
 IMAGES = [COCO_IMAGES / f"{n:012d}.jpg" for n in (785, 40083, 163746)]
-
-
-def posekit(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "POSEKIT_MODELS": str(MODELS)}  # POSEKIT_CACHE: the session's
-    return subprocess.run([sys.executable, "-m", "posekit", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
 
 
 def _people(results: Path) -> dict[tuple, np.ndarray]:
@@ -37,7 +30,7 @@ def test_infer_int8_is_close_to_fp32_and_cached(tmp_path):
     runs = {}
     for precision in ("fp32", "int8"):
         out = tmp_path / precision
-        result = posekit("infer", *map(str, IMAGES), "--out", str(out), "--no-vis", "--pose", "movenet-thunder",
+        result = run_posekit("infer", *map(str, IMAGES), "--out", str(out), "--no-vis", "--pose", "movenet-thunder",
                          "--det", "rtmdet-nano-person", "--backend", "onnxruntime", "--precision", precision)
         assert result.returncode == 0, result.stderr
         runs[precision] = _people(out / "results.json")
@@ -66,7 +59,7 @@ def test_infer_int8_is_close_to_fp32_and_cached(tmp_path):
 
 def test_eval_int8_ap(tmp_path):
     report = tmp_path / "ap.json"
-    result = posekit("eval", "--ann", str(COCO_ANN), "--images", str(COCO_IMAGES), "--boxes", "detector",
+    result = run_posekit("eval", "--ann", str(COCO_ANN), "--images", str(COCO_IMAGES), "--boxes", "detector",
                      "--backend", "onnxruntime", "--precision", "int8", "--json", str(report))
     assert result.returncode == 0, result.stderr
     ap = json.loads(report.read_text())
@@ -97,7 +90,7 @@ COMMANDS = {
                          ids=[f"{e[0]} {' '.join(e[1])}" for e in ERRORS])
 def test_refused_combinations_fail_in_one_line(command, extra, message, lists_available, tmp_path):
     out = tmp_path / "out"
-    result = posekit(*COMMANDS[command](out), *extra)
+    result = run_posekit(*COMMANDS[command](out), *extra)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -109,7 +102,7 @@ def test_refused_combinations_fail_in_one_line(command, extra, message, lists_av
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_help_explains_backends(command):
-    result = posekit(command, "--help")
+    result = run_posekit(command, "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     for words in ("--backend NAME", "(default onnxruntime)", "int8", "tensorrt", "torch / inductor", "--crop-shape {fit,square}",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from posekit.benchmark import PlotUnavailable, format_table, run_stage_benchmark, write_csv, write_json, write_plot
-from paths import COCO_ANN, COCO_IMAGES, MODELS, ROOT
+from runner import run_posekit
+from paths import COCO_ANN, COCO_IMAGES
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +68,9 @@ def test_unknown_stage():
         run_stage_benchmark("track")
 
 
-def _cli(*args, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "POSEKIT_MODELS": str(MODELS), "POSEKIT_CACHE": str(tmp_path)}
-    return subprocess.run([sys.executable, "-m", "posekit", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-
-
 def test_cli_compare_reports_errors_per_output(tmp_path):
-    done = _cli("compare", "movenet-thunder", "--backends", "torch,onnxruntime", "--limit", "4", "--json",
-                "--annotations", str(COCO_ANN), tmp_path=tmp_path)
+    done = run_posekit("compare", "movenet-thunder", "--backends", "torch,onnxruntime", "--limit", "4", "--json",
+                "--annotations", str(COCO_ANN), cache=tmp_path)
     assert done.returncode == 0, done.stderr
     errors = json.loads(done.stdout)["errors"]
     ort = [r for r in errors if r["backend"] == "onnxruntime"]
@@ -87,8 +80,8 @@ def test_cli_compare_reports_errors_per_output(tmp_path):
 
 
 def test_cli_bench_pose_stage_writes_csv(tmp_path):
-    done = _cli("bench", "--stage", "pose", "--images", str(COCO_IMAGES), "--backends", "onnxruntime",
-                "--batches", "1", "--repeat-calls", "2", "--csv", str(tmp_path / "rows.csv"), tmp_path=tmp_path)
+    done = run_posekit("bench", "--stage", "pose", "--images", str(COCO_IMAGES), "--backends", "onnxruntime",
+                "--batches", "1", "--repeat-calls", "2", "--csv", str(tmp_path / "rows.csv"), cache=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "onnxruntime" in done.stdout
     with open(tmp_path / "rows.csv") as f:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,13 +15,8 @@ from posekit.io import iter_video
 from posekit.pipeline import PoseEstimator
 
 from badinputs import shared_models, IMAGE_CASES, make
-from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO, MODELS, ROOT
-
-
-def posekit(*args: str, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "POSEKIT_MODELS": str(MODELS), "POSEKIT_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "posekit", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+from runner import run_posekit
+from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,7 @@ def test_infer_images_and_video(tmp_path):
     # one skier, three people, a crowd of eleven (annotated; several of the 19 images show nobody)
     images = [COCO_IMAGES / f"{n:012d}.jpg" for n in (785, 40083, 163746)]
     out = tmp_path / "out"
-    result = posekit("infer", *map(str, images), str(DEMO_VIDEO), "--out", str(out), "--ann", str(COCO_ANN),
+    result = run_posekit("infer", *map(str, images), str(DEMO_VIDEO), "--out", str(out), "--ann", str(COCO_ANN),
                      cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 0, result.stderr
     assert "4 inputs (3 images, 1 video): 8 frames" in result.stdout
@@ -84,7 +77,7 @@ def test_infer_mixed_folder_names_each_bad_file(tmp_path):
     folder = tmp_path / "mixed"
     paths = {kind: make(kind, folder) for kind in [*IMAGE_CASES, "truncated_video"]}
     out = tmp_path / "out"
-    result = posekit("infer", str(folder), "--out", str(out), "--no-vis", cache=Path(os.environ["POSEKIT_CACHE"]))
+    result = run_posekit("infer", str(folder), "--out", str(out), "--no-vis", cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 1
     bad = [k for k, (works, _) in IMAGE_CASES.items() if not works] + ["truncated_video"]
     for kind in bad:
@@ -117,7 +110,7 @@ def test_infer_each_input_alone(kind, tmp_path, estimator):
 
 
 def test_infer_nothing_matched(tmp_path):
-    result = posekit("infer", str(tmp_path / "missing" / "*.jpg"), "--out", str(tmp_path / "out"),
+    result = run_posekit("infer", str(tmp_path / "missing" / "*.jpg"), "--out", str(tmp_path / "out"),
                      cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 1
     assert "pattern matched no image or video files" in result.stderr
@@ -126,7 +119,7 @@ def test_infer_nothing_matched(tmp_path):
 
 def test_eval_detected_boxes_reaches_the_target(tmp_path):
     report = tmp_path / "eval.json"
-    result = posekit("eval", "--ann", str(COCO_ANN), "--images", str(COCO_IMAGES), "--json", str(report),
+    result = run_posekit("eval", "--ann", str(COCO_ANN), "--images", str(COCO_IMAGES), "--json", str(report),
                      "--boxes", "both", cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 0, result.stderr
     assert "keypoints, detected boxes" in result.stdout and "Average Precision" in result.stdout
@@ -145,7 +138,7 @@ def test_bench_pipeline_reports_both(tmp_path):
     for n in (785, 40083, 163746):
         (images / f"{n:012d}.jpg").symlink_to(COCO_IMAGES / f"{n:012d}.jpg")
     report = tmp_path / "bench.json"
-    result = posekit("bench", "--stage", "pipeline", "--images", str(images), "--ann", str(COCO_ANN), "--repeat", "1",
+    result = run_posekit("bench", "--stage", "pipeline", "--images", str(images), "--ann", str(COCO_ANN), "--repeat", "1",
                      "--json", str(report), cache=Path(os.environ["POSEKIT_CACHE"]))
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())

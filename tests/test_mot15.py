@@ -10,28 +10,18 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from paths import MODELS, ROOT, SHARED, session_cache
+from runner import run_posekit
+from paths import SHARED, session_cache
 from posekit.structures import Poses
 from posekit.tracking.metrics import evaluate_tracking
 from posekit.tracking.mot import parse_mot, read_mot, write_mot
 
 MOT15 = SHARED / "data" / "mot15"
-
-
-def _cli(*args, cache=None, timeout=600):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), POSEKIT_MODELS=str(MODELS))
-    if cache is not None:
-        env["POSEKIT_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "posekit", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 # motmetrics on mmtracking's test output (IoU 0.5), as ../shared/README.md gives them.
@@ -83,7 +73,7 @@ def test_eval_track_scores_mot_text_and_an_empty_result(tmp_path):
     (tmp_path / "same.txt").write_text(gt.read_text())
     (tmp_path / "none.txt").write_text("")  # `track --format mot` on a video where nobody was seen
     for pred, mota in (("same.txt", 1.0), ("none.txt", 0.0)):
-        r = _cli("eval-track", "--gt", str(gt), "--pred", str(tmp_path / pred), "--json", str(tmp_path / "m.json"))
+        r = run_posekit("eval-track", "--gt", str(gt), "--pred", str(tmp_path / pred), "--json", str(tmp_path / "m.json"))
         assert r.returncode == 0, r.stderr[-2000:]
         m = json.loads((tmp_path / "m.json").read_text())
         assert (m["MOTA"], m["GT"], m["frames"]) == (mota, 2, 2), m
@@ -121,11 +111,11 @@ def tracked(tmp_path_factory):
     cache = session_cache(tmp_path_factory)
     results = {}
     for seq in ("TUD-Campus", "TUD-Stadtmitte"):
-        r = _cli("track", str(MOT15 / seq / f"{seq}.mp4"), "--out", str(out), "--format", "mot",
+        r = run_posekit("track", str(MOT15 / seq / f"{seq}.mp4"), "--out", str(out), "--format", "mot",
                  "--save-detections", "--no-video", cache=cache)
         assert r.returncode == 0, r.stderr[-3000:]
         assert (out / f"{seq}.txt").is_file() and (out / f"{seq}.detections.npz").is_file(), sorted(out.iterdir())
-        r = _cli("eval-track", "--gt", str(MOT15 / seq / "gt" / "gt.txt"), "--pred", str(out / f"{seq}.txt"),
+        r = run_posekit("eval-track", "--gt", str(MOT15 / seq / "gt" / "gt.txt"), "--pred", str(out / f"{seq}.txt"),
                  "--json", str(out / f"{seq}.metrics.json"))
         assert r.returncode == 0, r.stderr[-3000:]
         results[seq] = json.loads((out / f"{seq}.metrics.json").read_text())
@@ -194,7 +184,7 @@ def test_bench_track_stage(tracked, tmp_path):
     posekit's row the same as `eval-track` gave."""
     out, results = tracked
     report = tmp_path / "bench.json"
-    r = _cli("bench", "--stage", "track", "--sequences", str(MOT15 / "TUD-Campus"), "--detections", str(out),
+    r = run_posekit("bench", "--stage", "track", "--sequences", str(MOT15 / "TUD-Campus"), "--detections", str(out),
              "--people", "5", "--json", str(report))
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(report.read_text())

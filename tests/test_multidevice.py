@@ -14,6 +14,7 @@ from posekit.io import iter_video, read_image
 from posekit.multidevice import MultiDeviceEstimator, split_devices
 
 from paths import COCO_ANN, COCO_IMAGES, DEMO_VIDEO
+from runner import run_posekit
 
 
 @pytest.mark.parametrize("device, expected", [
@@ -125,16 +126,11 @@ def test_a_video_shorter_than_its_ranges_is_a_truncated_input(double, street):
 def test_infer_on_two_workers_writes_what_one_device_writes(street, tmp_path, shared_env):
     """`posekit infer VIDEO --device cpu,cpu`: the workers decode their own ranges; the JSON Lines are
     byte for byte one device's, and the render (drawn from this process's own decoding) has every frame."""
-    import os
-    import subprocess
-    import sys
-
     from posekit.io import VideoReader
 
-    env = {**os.environ, "POSEKIT_VIDEO_RANGE_FRAMES": "8"}
     for out, device in (("one", "cpu"), ("two", "cpu,cpu")):
-        result = subprocess.run([sys.executable, "-m", "posekit", "infer", str(street), "--out", str(tmp_path / out),
-                                 "--device", device], env=env, capture_output=True, text=True, timeout=300)
+        result = run_posekit("infer", street, "--out", tmp_path / out, "--device", device,
+                             env={"POSEKIT_VIDEO_RANGE_FRAMES": "8"}, timeout=300)
         assert result.returncode == 0, result.stderr
     one, two = (tmp_path / "one" / "street.jsonl").read_bytes(), (tmp_path / "two" / "street.jsonl").read_bytes()
     assert one == two and one.count(b"\n") == 30
@@ -145,15 +141,9 @@ def test_infer_on_two_workers_writes_what_one_device_writes(street, tmp_path, sh
 def test_track_on_two_workers_writes_what_one_device_writes(street, tmp_path, shared_env):
     """`posekit track VIDEO --device cpu,cpu`: the workers decode their own ranges, this process
     tracks; the JSON Lines and MOT text are byte for byte one device's."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "POSEKIT_VIDEO_RANGE_FRAMES": "8"}
     for out, device in (("one", "cpu"), ("two", "cpu,cpu")):
-        result = subprocess.run([sys.executable, "-m", "posekit", "track", str(street), "--out", str(tmp_path / out),
-                                 "--device", device, "--no-video", "--format", "jsonl,mot"], env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = run_posekit("track", street, "--out", tmp_path / out, "--device", device, "--no-video",
+                             "--format", "jsonl,mot", env={"POSEKIT_VIDEO_RANGE_FRAMES": "8"}, timeout=300)
         assert result.returncode == 0, result.stderr
     for name in ("street.jsonl", "street.txt"):
         one, two = (tmp_path / "one" / name).read_bytes(), (tmp_path / "two" / name).read_bytes()

@@ -173,17 +173,21 @@ def _file_size_limit(limit: int):
     return apply
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    mount = tmp_path / "small"
+def _tmpfs(mount: Path, options: str, what: str):
+    """A tmpfs mounted at `mount` with `options` for the test's length (skipped where mounting is not allowed)."""
     mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or 'mount failed'})")
+        pytest.skip(f"cannot mount {what} here ({r.stderr.strip() or 'mount failed'})")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    yield from _tmpfs(tmp_path / "small", "size=300k", "a small tmpfs")
 
 
 def test_file_size_limit_stops_cleanly_keeping_what_was_done(cache, tmp_path):
@@ -302,15 +306,7 @@ def test_odd_and_bad_files_each_named_and_the_batch_goes_on(cache, tmp_path):
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({r.stderr.strip() or 'mount failed'})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    yield from _tmpfs(tmp_path / "ro", "ro,size=64k", "a read-only tmpfs")
 
 
 def _has_cuda() -> bool:

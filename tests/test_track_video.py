@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from paths import DEMO_VIDEO, MODELS, ROOT, session_cache
+from runner import run_posekit
+from paths import DEMO_VIDEO, session_cache
 from posekit.ops.boxes import box_iou
 from posekit.tracking.posetrack import read_tracks
-
-
-def _cli(*args, cache=None, timeout=600):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), POSEKIT_MODELS=str(MODELS))
-    if cache is not None:
-        env["POSEKIT_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "posekit", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def demo_tracked(tmp_path_factory):
     out = tmp_path_factory.mktemp("track-demo")
     # The session's model cache, so the MoveNet export is built once for the whole suite.
-    r = _cli("track", str(DEMO_VIDEO), "--out", str(out), cache=session_cache(tmp_path_factory))
+    r = run_posekit("track", str(DEMO_VIDEO), "--out", str(out), cache=session_cache(tmp_path_factory))
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -85,7 +75,7 @@ def test_empty_and_missing_videos(tmp_path):
     writer = cv2.VideoWriter(str(no_frames), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 48))
     writer.release()
     out = tmp_path / "out"
-    r = _cli("track", str(zero_bytes), str(no_frames), str(tmp_path / "missing.mp4"), "--out", str(out))
+    r = run_posekit("track", str(zero_bytes), str(no_frames), str(tmp_path / "missing.mp4"), "--out", str(out))
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert any("zero.mp4" in line and "empty" in line for line in lines), r.stderr
@@ -99,11 +89,11 @@ def test_infer_track_matches_track(demo_tracked, tmp_path):
     """`posekit infer --track` runs the same estimator and tracker: same people, same IDs; its
     JSON Lines (COCO records with track_id) is read by eval-track too."""
     out, _ = demo_tracked
-    r = _cli("infer", str(DEMO_VIDEO), "--track", "--out", str(tmp_path), "--no-vis")
+    r = run_posekit("infer", str(DEMO_VIDEO), "--track", "--out", str(tmp_path), "--no-vis")
     assert r.returncode == 0, r.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "demo.jsonl").read_text().splitlines()]
     assert len(records) == 5 and all("track_id" in p for rec in records for p in rec["poses"])
-    r = _cli("eval-track", "--gt", str(out / "demo.jsonl"), "--pred", str(tmp_path / "demo.jsonl"),
+    r = run_posekit("eval-track", "--gt", str(out / "demo.jsonl"), "--pred", str(tmp_path / "demo.jsonl"),
              "--json", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
@@ -114,7 +104,7 @@ def test_eval_track_on_own_output(demo_tracked, tmp_path):
     """The demo's tracks scored against themselves through the command: a perfect score, which
     checks that what `track` writes is what `eval-track` reads."""
     out, _ = demo_tracked
-    r = _cli("eval-track", "--gt", str(out / "demo.posetrack.json"), "--pred", str(out / "demo.jsonl"),
+    r = run_posekit("eval-track", "--gt", str(out / "demo.posetrack.json"), "--pred", str(out / "demo.jsonl"),
              "--json", str(tmp_path / "m.json"))
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
@@ -126,7 +116,7 @@ def test_two_videos_with_one_name_keep_their_own_outputs(tmp_path, tmp_path_fact
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "street.mp4").write_bytes(DEMO_VIDEO.read_bytes())
     out = tmp_path / "out"
-    r = _cli("track", str(tmp_path / "cam1" / "street.mp4"), str(tmp_path / "cam2" / "street.mp4"), "--out", str(out),
+    r = run_posekit("track", str(tmp_path / "cam1" / "street.mp4"), str(tmp_path / "cam2" / "street.mp4"), "--out", str(out),
              "--max-frames", "2", "--no-video", cache=session_cache(tmp_path_factory))
     assert r.returncode == 0, r.stderr[-3000:]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
