@@ -76,14 +76,21 @@ def thirty_images(tmp_path_factory) -> Path:
     return folder
 
 
+def _infer_until_journaled(images: Path, out: Path, cache: Path, done: int) -> subprocess.Popen:
+    """`posekit infer IMAGES --out OUT` started, returned once its journal lists `done` images
+    (or it ended, or 240 s passed)."""
+    proc = subprocess.Popen([sys.executable, "-m", "posekit", "infer", str(images), "--out", str(out), *FP32],
+                            cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(_journal(out)) < done and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.mark.parametrize("signum, code, name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_signal_keeps_every_finished_image_and_resume_completes(signum, code, name, thirty_images, cache, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "posekit", "infer", str(thirty_images), "--out", str(out), *FP32],
-                            cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while len(_journal(out)) < 5 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    proc = _infer_until_journaled(thirty_images, out, cache, 5)
     proc.send_signal(signum)  # at a known point: 5 images reported in the journal
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr[-2000:]
@@ -118,11 +125,7 @@ def test_sigkill_leaves_a_valid_journal_and_resume_cleans_up(thirty_images, cach
     """No handler runs on SIGKILL: the journal is still valid up to its last whole line, and the
     next run removes the unfinished temporaries and completes the results."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "posekit", "infer", str(thirty_images), "--out", str(out), *FP32],
-                            cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while len(_journal(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    proc = _infer_until_journaled(thirty_images, out, cache, 3)
     proc.kill()
     proc.communicate(timeout=60)
     done = {r["name"] for r in _journal(out) if r["status"] == "done"}
