@@ -41,8 +41,11 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
     frames_per_batch = frames_per_batch or (GPU_FRAMES_PER_BATCH if device.startswith("cuda") else 4)
     # Inductor compiles one graph per batch size: few sizes (a partial chunk and a photo are padded
     # up), so a run compiles a handful of graphs once, and the persistent cache serves later runs.
-    sizes = dict(det_batch_sizes=_batch_sizes("POSEKIT_GPU_DET_BATCHES", sorted({min(8, frames_per_batch), frames_per_batch})),
-                 pose_batch_sizes=_batch_sizes("POSEKIT_GPU_POSE_BATCHES", GPU_POSE_BATCHES)) if backend == "inductor" else {}
+    sizes = {}
+    if backend == "inductor":
+        det_sizes = sorted({min(8, frames_per_batch), frames_per_batch})
+        sizes = dict(det_batch_sizes=_batch_sizes("POSEKIT_GPU_DET_BATCHES", det_sizes),
+                     pose_batch_sizes=_batch_sizes("POSEKIT_GPU_POSE_BATCHES", GPU_POSE_BATCHES))
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
                                score_threshold=0.3 if det_score_threshold is None else det_score_threshold, **sizes)
     if backend == "inductor":

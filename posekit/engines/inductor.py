@@ -96,9 +96,9 @@ class InductorEngine(TorchEagerEngine):
     precision:   "fp16" / "bf16" (the GPU targets) or "fp32"
     batch_sizes: the static batch sizes compiled; requests are padded up to the next one (or
                  split, `batch_plan`). "dynamic": one graph with a symbolic batch axis (any
-                 batch from 2 up, and one more graph for a batch of 1), no padding; its mode
-                 defaults to "max-autotune-no-cudagraphs"'s sibling "default" (a CUDA graph
-                 would be captured per distinct batch)
+                 batch from 2 up, and one more graph for a batch of 1), no padding, in a mode
+                 without CUDA graphs ("default" unless POSEKIT_INDUCTOR_MODE says otherwise: a
+                 CUDA graph would be captured per distinct batch)
     mode:        torch.compile mode; None picks `default_mode`
     """
 
@@ -176,12 +176,10 @@ class InductorEngine(TorchEagerEngine):
         return as_output_list(self.compiled(*tensors))
 
     def forward(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        n = tensors[0].shape[0]
-        if self.dynamic:
-            with torch.inference_mode():
-                return self._run_dynamic(tensors)
-        plan = batch_plan(n, self.batch_sizes)
         with torch.inference_mode():
+            if self.dynamic:
+                return self._run_dynamic(tensors)
+            plan = batch_plan(tensors[0].shape[0], self.batch_sizes)
             if len(plan) == 1:
                 return self._run_static(tensors)
             parts, start = [], 0
