@@ -112,36 +112,32 @@ def _video_ranges(estimator: Any, ranges: Iterable[tuple[str, int, int, int]]) -
     width, height, poses). The frames are decoded here, and all the ranges' frames go through the
     estimator as one stream (no drain between ranges). A range that ends early (the file holds
     fewer frames than its header declares) raises `InputError` as `VideoReader` words it."""
-    from posekit.io import InputError, read_frame_range
+    from posekit.io import Frame, InputError, read_frame_range
 
-    meta: deque = deque()  # (index, timestamp, width, height) of each frame sent, in order
     counts: deque = deque()  # frames of each range read to its end, in order
 
-    def frames() -> Iterator[Any]:
+    def frames() -> Iterator[tuple[None, Frame]]:
         for path, start, stop, declared in ranges:
             n = 0
             for index, timestamp, image in read_frame_range(path, start, stop):
-                meta.append((index, timestamp, image.shape[1], image.shape[0]))
                 n += 1
-                yield image
+                yield None, Frame(path, index, image, timestamp)
             if n < stop - start:  # (another worker's range may be the first to end early)
                 raise InputError(f"{path}: truncated video, no frame {start + n} of the {declared} frames its "
                                  "header declares")
             counts.append(n)
 
     done: list[tuple] = []
-    stream = estimator.stream(frames())
+    stream = streams.stream_tagged(estimator, frames())
     try:
-        for poses in stream:
-            done.append((*meta.popleft(), poses))
+        for _, frame, poses in stream:
+            done.append((frame.index, frame.timestamp, frame.image.shape[1], frame.image.shape[0], poses))
             while counts and len(done) >= counts[0]:
                 n = counts.popleft()
                 yield done[:n]
                 done = done[n:]
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
+        stream.close()
     while counts:  # ranges whose last frames came out before the reader had finished them
         n = counts.popleft()
         yield done[:n]

@@ -22,7 +22,8 @@ frames/s = (N - n) / (t_N - t_n), where t is the seconds the command reports for
 summary line: after imports, model building and compilation, whose seconds vary between runs by
 more than 3,000 frames take on a GPU; the wall time when it reports none), and start-up = T_n -
 n / steady with T the wall time. Compilation ("compiled ... in S s" in the command's log) is
-reported apart from the rest of start-up. Each command's output (stdout and its log on stderr) goes to commands.log.
+reported apart from the rest of start-up. Each command's output (stdout and its log on stderr)
+goes to commands.log.
 """
 
 from __future__ import annotations
