@@ -228,15 +228,21 @@ def _infer_images(todo: list[InferItem], estimator: Any, out: Path, vis: bool, v
                     summary.add_output(render)
                 except (OSError, ValueError) as exc:
                     if is_disk_full(exc):
-                        journal.append(record)  # the keypoints are found: keep them
-                        done[item.name] = record
+                        _keep(record, journal, done)  # the keypoints are found: keep them
                         raise OSError(exc.errno, exc.strerror, str(render)) from exc
                     message = f"{item.source.path}: render not written ({_reason(exc)}); its people are in {RESULTS_NAME}"
                     log.warning("%s", message)
                     summary.failures.append(message)
-            journal.append(record)
-            done[item.name] = record
+            _keep(record, journal, done)
             bar.update(1)
+
+
+def _keep(record: dict, journal: ResultsJournal, done: dict[str, dict]) -> None:
+    """An input done: in the journal and in what results.json is written from, both or neither (a
+    signal between the two would list it in one only; it is raised once both are kept)."""
+    with signals_held():
+        journal.append(record)
+        done[record["name"]] = record
 
 
 def _reason(exc: BaseException) -> str:
@@ -273,8 +279,7 @@ def _infer_one_video(item: InferItem, estimator: Any, out: Path, vis: bool, vis_
     else:
         record = {"name": item.name, "input": item.source.path, "kind": item.source.kind, "status": "done",
                   "frames": frames}
-        journal.append(record)
-        done[item.name] = record
+        _keep(record, journal, done)
         return
     log.warning("%s", message)
     summary.failures.append(message)

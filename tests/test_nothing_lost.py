@@ -671,6 +671,25 @@ def test_journal_is_valid_up_to_its_last_complete_record(tail, kept, tmp_path):
     assert [json.loads(line)["name"] for line in lines] == [*kept, "d"]  # the cut part is gone, d follows whole
 
 
+def test_a_signal_during_the_journal_write_is_raised_once_the_image_is_kept_in_both(tmp_path):
+    """infer keeps each finished image in the journal and in what results.json is written from;
+    a real SIGINT arriving between the two (CI caught one) waits until both hold it."""
+    from posekit.infer import _keep
+    from posekit.journal import ResultsJournal
+
+    class SignalledMidAppend(ResultsJournal):
+        def append(self, record):
+            super().append(record)
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at the next bytecode
+
+    journal, done = SignalledMidAppend(tmp_path / "results.journal.jsonl"), {}
+    journal.open(fresh=True)
+    with pytest.raises(KeyboardInterrupt):
+        _keep({"name": "a.jpg", "status": "done"}, journal, done)
+    journal.close()
+    assert list(done) == ["a.jpg"] and [r["name"] for r in _journal(tmp_path)] == ["a.jpg"]
+
+
 class _FailsAfter:
     """The real estimator, with a fault injected after `n` frames (an engine crash): the stand-in
     for a fatal error, which no real input triggers on demand."""
