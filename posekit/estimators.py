@@ -78,7 +78,6 @@ GPU_FRAMES_PER_BATCH = 64
 GPU_POSE_BATCHES = (128, 512)
 
 
-# backend -> (precisions the commands offer, default detector, the pipeline it runs, what it is)
 # backend -> (precisions the commands offer, default detector, default pose model, the pipeline it runs, what it is)
 PIPELINE_BACKENDS: dict[str, tuple[tuple[str, ...], str, str, Callable[..., Any], str]] = {
     "onnxruntime": (("fp32", "int8"), "picodet-s-320-pedestrian", "tinypose-256x192", _estimator_pipeline,
