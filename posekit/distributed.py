@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+import orjson
 
 from posekit.infer import IMAGES_NAME, RESULTS_NAME, InferSummary, assign_image_ids, plural, images_document, InferItem
 from posekit.io import (IMAGE_SUFFIXES, INDEXED_CONTAINERS, VIDEO_SUFFIXES, InputError, OutputError, Source,
@@ -683,14 +684,14 @@ def _merge_video(out: Path, inp: _Input, parts: _Parts, summary: RaySummary, mak
 
         tracker = make_tracker(video_fps(source) if not is_uri(source) else 25.0)
     path = out / f"{os.path.splitext(inp.item.name)[0]}.jsonl"
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for frame in frames:
             poses = poses_from_plain(frame["poses"])
             w, h = frame["size"]
             if tracker is not None:
                 poses = tracker.update(poses, timestamp=frame["timestamp"], image_size=(w, h))
-            f.write(json.dumps(frame_record(frame["index"], poses, source=source, timestamp=frame["timestamp"],
-                                            image_size=(w, h))) + "\n")
+            record = frame_record(frame["index"], poses, source=source, timestamp=frame["timestamp"], image_size=(w, h))
+            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))  # the bytes JsonLinesWriter writes
             summary.people += len(poses)
     summary.frames += len(frames)
     summary.add_output(path)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import orjson
 
 from posekit.structures import Poses
 
@@ -656,9 +657,12 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: str | os.PathLike, data: Any, indent: int | None = None) -> Path:
+def write_json(path: str | os.PathLike, data: Any, pretty: bool = False) -> Path:
+    """`data` as JSON at `path`, atomically: compact (pretty: indented by 2), numpy scalars and
+    arrays as numbers, NaN as null (valid JSON, which Python's own NaN is not)."""
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if pretty else 0)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=indent), encoding="utf-8")
+        tmp.write_bytes(orjson.dumps(data, option=option))
     return Path(path)
 
 
@@ -771,7 +775,9 @@ class JsonLinesWriter(_Committed):
         return self
 
     def write(self, record: dict) -> None:
-        data = memoryview((json.dumps(record) + "\n").encode("utf-8"))
+        # orjson: at GPU frame rates the stdlib's json.dumps (0.3 ms for 15 people) is a share of
+        # every frame's main-thread time
+        data = memoryview(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         try:
             while data:  # unbuffered: the line is on disk when this returns
                 data = data[self._file.write(data):]

@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "results.journal.jsonl"
@@ -129,7 +131,7 @@ class ResultsJournal:
         return records
 
     def append(self, record: dict) -> None:
-        line = (json.dumps(record) + "\n").encode("utf-8")
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         with self._lock:
             if self._file is None:  # closed: a reader thread finishing after the run ended
                 log.debug("%s: closed, not recording %s", self.path, record.get("name"))

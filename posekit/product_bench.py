@@ -363,7 +363,7 @@ def bench_product(video: str | os.PathLike | None, frames: int = 3000, images: s
 
     def save() -> None:
         if json_path:
-            write_json(json_path, report, indent=2)
+            write_json(json_path, report, pretty=True)
 
     options = ["--device", device, "--backend", backend, *(["--precision", precision] if precision else []),
                *(["--det", det] if det else []), *(["--pose", pose] if pose else [])]

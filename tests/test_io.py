@@ -128,6 +128,41 @@ def test_writers_rename_into_place_with_usual_permissions(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "v.jsonl"]
 
 
+def test_json_lines_hold_exactly_the_records_the_stdlib_would_write(tmp_path):
+    """orjson writes the records (10x the stdlib's speed): the same bytes as `json.dumps` compact,
+    read back by the stdlib to the very numbers of the record, edge values included."""
+    from posekit.schema import frame_record
+
+    rng = np.random.default_rng(0)
+    n = 40
+    keypoints = rng.uniform(-50, 4000, (n, 17, 2)).astype(np.float32)
+    keypoints[0, :3] = [[0, 0], [-0.004, 1e-7], [3999.995, 123456.789]]  # rounding edges, off the image
+    scores = rng.random((n, 17)).astype(np.float32)
+    scores[0, :4] = [0, 1, 5e-5, 0.99995]
+    poses = Poses(boxes=np.sort(rng.uniform(0, 1000, (n, 4)), 1).astype(np.float32),
+                  box_scores=rng.random(n).astype(np.float32), keypoints=keypoints, keypoint_scores=scores,
+                  track_ids=np.arange(n))
+    records = [frame_record(i, poses[: i * 10], source="v.mp4", timestamp=i / 30, image_size=(1920, 1080))
+               for i in range(5)]
+    with JsonLinesWriter(tmp_path / "v.jsonl") as lines:
+        for record in records:
+            lines.write(record)
+    written = (tmp_path / "v.jsonl").read_bytes().splitlines()
+    assert written == [json.dumps(r, separators=(",", ":")).encode() for r in records]
+    assert [json.loads(line) for line in written] == records
+
+
+def test_write_json_writes_numpy_numbers_and_nan_as_valid_json(tmp_path):
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    write_json(tmp_path / "r.json", {"ap": np.float64("nan"), "fps": np.float32(2.5), "n": np.int64(3), 7: [1.0]})
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=refuse) == \
+        {"ap": None, "fps": 2.5, "n": 3, "7": [1.0]}
+    write_json(tmp_path / "p.json", {"a": [1]}, pretty=True)
+    assert (tmp_path / "p.json").read_text() == '{\n  "a": [\n    1\n  ]\n}'
+
+
 def test_video_sink_writes_a_readable_video_and_keeps_the_frames_done_on_error(tmp_path):
     frames = [f.image for f in iter_video(str(DEMO_VIDEO))]
     with VideoSink(tmp_path / "ok.mp4", fps=5) as sink:

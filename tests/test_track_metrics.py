@@ -156,6 +156,20 @@ def test_writers_on_failure_keep_only_whole_records(tmp_path):
     assert [t.track_ids.tolist() for t in read_tracks(tmp_path / "a.jsonl").values()] == [[1]]
 
 
+def test_posetrack_file_is_its_document_as_json(tmp_path):
+    """The file is assembled from per-frame JSON pieces: it must be exactly the document's JSON."""
+    import orjson
+
+    with PoseTrackWriter(tmp_path / "a.json", vid_id=3, image_size=(1280, 720)) as w:
+        w.add(frame([A], [1]))
+        w.add(frame([], []))
+        w.add(frame([A, A], [1, 2]))
+        assert w.data() == orjson.dumps(w.document())
+    document = json.loads((tmp_path / "a.json").read_text())
+    assert [len([a for a in document["annotations"] if a["image_id"] == im["id"]]) for im in document["images"]] == [1, 0, 2]
+    assert [a["track_id"] for a in document["annotations"]] == [1, 1, 2]
+
+
 def test_writers_rename_into_place_with_usual_permissions(tmp_path):
     with PoseTrackWriter(tmp_path / "a.json") as w, JsonLinesWriter(tmp_path / "a.jsonl") as lines:
         w.add(frame([A], [1]))

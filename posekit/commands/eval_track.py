@@ -47,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         # NaN (e.g. MOTP with no match at all) is not JSON: write null.
         clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
-        write_json(args.json, clean, indent=2)
+        write_json(args.json, clean, pretty=True)
     return 0

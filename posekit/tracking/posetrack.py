@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from posekit.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 from posekit.structures import Poses
@@ -59,7 +60,7 @@ class PoseTrackWriter:
         self.vid_id = int(vid_id)
         self.image_size = image_size
         self._images: list[dict] = []
-        self._annotations: list[str] = []  # per frame with people: its annotations as JSON, ", "-joined
+        self._annotations: list[bytes] = []  # per frame with people: its annotations as JSON, ","-joined
         self._count = 0  # annotations so far
 
     def add(self, poses: Poses, *, file_name: str | None = None, image_size: tuple[int, int] | None = None) -> None:
@@ -96,7 +97,7 @@ class PoseTrackWriter:
                 "scores": scores[i],
                 "score": round(person_scores[i], 4),
             })
-        self._annotations.append(json.dumps(annotations)[1:-1])  # the list's items, ", "-joined
+        self._annotations.append(orjson.dumps(annotations)[1:-1])  # the list's items, ","-joined
 
     def _finish_images(self) -> None:
         for image in self._images:
@@ -104,21 +105,21 @@ class PoseTrackWriter:
 
     def document(self) -> dict:
         self._finish_images()
-        annotations = json.loads(f"[{', '.join(self._annotations)}]")
+        annotations = orjson.loads(b"[" + b",".join(self._annotations) + b"]")
         return {"images": self._images, "annotations": annotations, "categories": [POSETRACK_CATEGORY]}
 
-    def text(self) -> str:
-        """The file's JSON text: what ``json.dumps(self.document())`` gives, without parsing the
+    def data(self) -> bytes:
+        """The file's JSON: what ``orjson.dumps(self.document())`` gives, without parsing the
         annotations back."""
         self._finish_images()
-        return (f'{{"images": {json.dumps(self._images)}, "annotations": [{", ".join(self._annotations)}], '
-                f'"categories": {json.dumps([POSETRACK_CATEGORY])}}}')
+        return (b'{"images":' + orjson.dumps(self._images) + b',"annotations":[' + b",".join(self._annotations)
+                + b'],"categories":' + orjson.dumps([POSETRACK_CATEGORY]) + b"}")
 
     def close(self) -> None:
         from posekit.io import atomic_path
 
         with atomic_path(self.path) as tmp:
-            tmp.write_text(self.text(), encoding="utf-8")
+            tmp.write_bytes(self.data())
 
     def __enter__(self) -> "PoseTrackWriter":
         return self
