@@ -41,10 +41,12 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
     frames_per_batch = frames_per_batch or (GPU_FRAMES_PER_BATCH if device.startswith("cuda") else 4)
     # Inductor compiles one graph per batch size: few sizes (a partial chunk and a photo are padded
     # up), so a run compiles a handful of graphs once, and the persistent cache serves later runs.
+    # The detector has one, the chunk: a graph costs 4-5 s of every start even from a warm cache
+    # (H200 logs, 2026-12-01), padding a photo to a 64-frame chunk at most the 5.8 ms that chunk's
+    # detection took there.
     sizes = {}
     if backend == "inductor":
-        det_sizes = sorted({min(8, frames_per_batch), frames_per_batch})
-        sizes = dict(det_batch_sizes=_batch_sizes("POSEKIT_GPU_DET_BATCHES", det_sizes),
+        sizes = dict(det_batch_sizes=_batch_sizes("POSEKIT_GPU_DET_BATCHES", (frames_per_batch,)),
                      pose_batch_sizes=_batch_sizes("POSEKIT_GPU_POSE_BATCHES", GPU_POSE_BATCHES))
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
                                score_threshold=0.3 if det_score_threshold is None else det_score_threshold, **sizes)
