@@ -9,6 +9,7 @@ Model names are resolved here, once; everything inward takes registry entries.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 from posekit import families, registry
@@ -48,8 +49,11 @@ def _gpu_pipeline(det: registry.ModelSpec | None, pose: registry.ModelSpec, devi
     if backend == "inductor":
         sizes = dict(det_batch_sizes=_batch_sizes("POSEKIT_GPU_DET_BATCHES", (frames_per_batch,)),
                      pose_batch_sizes=_batch_sizes("POSEKIT_GPU_POSE_BATCHES", GPU_POSE_BATCHES))
+    start = time.perf_counter()
     pipeline = GpuPosePipeline(det=det, pose=pose, device=device, backend=backend, precision=precision,
                                score_threshold=0.3 if det_score_threshold is None else det_score_threshold, **sizes)
+    # (start-up is what users wait for: weights, conversion, device set-up, apart from compiling)
+    log.info("%s + %s built on %s in %.1f s", det.name, pose.name, device, time.perf_counter() - start)
     if backend == "inductor":
         log.info("compiling %s + %s for %s %s (first use of these settings; later runs load the cache)",
                  det.name, pose.name, device, precision)

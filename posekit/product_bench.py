@@ -48,6 +48,8 @@ SHORT_FRACTION = 10  # the short run takes the first 1/SHORT_FRACTION of the fra
 IN_MEMORY_BYTES = 256 << 20  # decoded frames held for the CPU engine row
 # posekit.engines.inductor logs "compiled <Module> for batch 8,64 (mode, fp16) in 12.3 s; ..."
 COMPILED = re.compile(r"\bcompiled\b.*?\bin ([0-9]+(?:\.[0-9]+)?) ?s\b")
+# posekit.estimators logs "yolox-nano + movenet-thunder built on cuda in 3.2 s" (weights, device set-up)
+BUILT = re.compile(r"\bbuilt on \S+ in ([0-9]+(?:\.[0-9]+)?) s\b")
 # the seconds a command reports for its own work (after start-up): infer's and track's summary lines
 WORK_SECONDS = re.compile(r"\b([0-9]+(?:\.[0-9]+)?) s \([0-9.]+ frames/s\)")
 ENGINE_GPU = ("estimator.pipeline.stream: decode thread, device pipeline, poses to the host; no person "
@@ -136,7 +138,17 @@ def subset_folder(files: Sequence[str], folder: Path) -> Path:
 def compile_seconds(text: str) -> float | None:
     """Seconds of compilation a posekit log reports ("compiled ... in S s" lines, summed); None
     when it reports none."""
-    found = [float(m.group(1)) for m in COMPILED.finditer(text)]
+    return _summed(COMPILED, text)
+
+
+def build_seconds(text: str) -> float | None:
+    """Seconds a posekit log reports for building the device pipeline before compiling ("... built
+    on DEVICE in S s" lines, summed); None when it reports none."""
+    return _summed(BUILT, text)
+
+
+def _summed(pattern: re.Pattern, text: str) -> float | None:
+    found = [float(m.group(1)) for m in pattern.finditer(text)]
     return round(sum(found), 2) if found else None
 
 
@@ -266,7 +278,8 @@ class _Commands:
             tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
             raise RuntimeError(f"{label}: `posekit {' '.join(args[:2])} ...` exited {result.returncode}: {tail[0]} "
                                f"(whole output in {self.log_path})")
-        return {"seconds": round(seconds, 3), "compile_s": compile_seconds(result.stdout + result.stderr),
+        logged = result.stdout + result.stderr
+        return {"seconds": round(seconds, 3), "compile_s": compile_seconds(logged), "build_s": build_seconds(logged),
                 "work_s": work_seconds(result.stdout)}
 
 
@@ -304,6 +317,7 @@ def _time_command(run: _Commands, name: str, inputs: tuple[Any, Any], counts: tu
     row["startup_s"] = split.pop("startup_s")
     row.update(split)
     row["compile_s"] = runs["short"]["compile_s"]
+    row["build_s"] = runs["short"]["build_s"]  # of the start-up without compiling: the pipeline's building
     if row["startup_s"] is not None and row["compile_s"] is not None:
         row["startup_without_compile_s"] = round(row["startup_s"] - row["compile_s"], 2)
     row["whole_run_per_s"] = round(n_long / runs["long"]["seconds"], 2)

@@ -141,6 +141,20 @@ def test_factory_picks_the_estimator_and_engine(backend, precision, kind, detect
     assert box_iou(best, annotated).max(1).min() > 0.8, poses.boxes
 
 
+def test_torch_pipeline_logs_its_building_time_apart_from_compiling(tmp_path_factory, caplog):
+    """bench --stage product splits a command's start-up by these log lines."""
+    import logging
+
+    from posekit.estimators import make_estimator
+    from posekit.product_bench import build_seconds, compile_seconds
+
+    with shared_models(tmp_path_factory), caplog.at_level(logging.INFO, logger="posekit"):
+        make_estimator(device="cpu", backend="torch", precision="fp32")
+    assert "yolox-nano + movenet-thunder built on cpu in " in caplog.text
+    assert build_seconds(caplog.text) is not None and build_seconds(caplog.text) >= 0
+    assert compile_seconds(caplog.text) is None  # eager: nothing compiled, and building is not taken for it
+
+
 def test_factory_picks_the_torch_pipeline_on_cpu(gpu_estimator):
     from posekit.gpu_pipeline import GpuPoseEstimator, GpuPosePipeline
 
