@@ -26,7 +26,7 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from posekit.structures import Poses
 log = logging.getLogger(__name__)
 
 PAD_VALUE = 114.0
+
+# each frame's (h, w) in the top-left of its batch's canvas (`canvas`); None: every frame fills it
+Sizes = Optional[Sequence[tuple[int, int]]]
 
 
 def letterbox_torch(frames: torch.Tensor, size: tuple[int, int], pad_value: float = PAD_VALUE,
@@ -215,8 +218,9 @@ class GpuPosePipeline:
 
     backend:   "torch" (eager) or "inductor" (torch.compile, static batch sizes, CUDA graphs)
     precision: "fp32", "fp16" or "bf16" for both networks (decode and NMS run in fp32)
-    ``pipeline(frames)``: a list of (H, W, 3) uint8 BGR frames of one size (or a (B, H, W, 3)
-    uint8 tensor) -> one `Poses` per frame, in image pixels.
+    ``pipeline(frames)``: a list of (H, W, 3) uint8 BGR frames (or a (B, H, W, 3) uint8 tensor)
+    -> one `Poses` per frame, in image pixels. Frames of different sizes go through together,
+    each in the top-left corner of a zero canvas (`canvas`), with the same poses as alone.
     """
 
     def __init__(self, det: str = "yolox-nano", pose: str = "movenet-thunder", device: str = "cuda",
@@ -261,9 +265,9 @@ class GpuPosePipeline:
             return fn(*args)
         return self._worker.submit(fn, *args).result()
 
-    def submit(self, frames: torch.Tensor) -> Future:
+    def submit(self, frames: torch.Tensor, sizes: Sizes = None) -> Future:
         """Start `self(frames)` on the device thread; the Future gives its poses."""
-        return self._worker.submit(self._run, frames)
+        return self._worker.submit(self._run, frames, sizes)
 
     def warmup(self) -> float:
         """Compile every batch size of both engines now (Inductor; eager engines need nothing);
@@ -278,26 +282,51 @@ class GpuPosePipeline:
         return seconds
 
     @torch.inference_mode()
-    def run_device(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    def run_device(self, frames: torch.Tensor, sizes: Sizes = None) -> dict[str, torch.Tensor]:
         """(B, H, W, 3) uint8 on the device -> tensors on the device: boxes (M, 4), box_scores (M,),
-        frame_index (M,), keypoints (M, 17, 2), keypoint_scores (M, 17), all image pixels."""
-        boxes, scores, frame_index = self.detect_device(frames)
+        frame_index (M,), keypoints (M, 17, 2), keypoint_scores (M, 17), all image pixels.
+        sizes: each frame's (h, w) in the top-left of its zero canvas (`canvas`); None: all (H, W)."""
+        boxes, scores, frame_index = self.detect_device(frames, sizes)
+        # the crops sample the canvas: beyond a frame's own size it holds zeros, what grid_sample
+        # reads beyond an image's edge, so a crop is the one the frame alone gives
         keypoints, kp_scores = self.keypoints_device(frames, boxes, frame_index)
         return {"boxes": boxes, "box_scores": scores, "frame_index": frame_index,
                 "keypoints": keypoints, "keypoint_scores": kp_scores}
 
     @torch.inference_mode()
-    def detect_device(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, H, W, 3) uint8 on the device -> person boxes (M, 4) image pixels, scores (M,), frame_index (M,)."""
+    def detect_device(self, frames: torch.Tensor, sizes: Sizes = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, H, W, 3) uint8 on the device -> person boxes (M, 4) image pixels, scores (M,), frame_index (M,).
+        sizes: as `run_device`."""
         det_size = self.det_spec.input_size
-        if self.det_family.resize == "letterbox":
-            x, ratio = letterbox_torch(frames, det_size, pad_value=float(self.det_family.pad_value), dtype=self.dtype)
-        else:
-            x, ratio = stretch_torch(frames, det_size, dtype=self.dtype)
+        x, ratios = self._resize_for_detector(frames, sizes)
         raw = self.det_family.named(self.det_engine(self._det_input(x)), self.det_engine.output_names)
         boxes, scores, valid = self._boxes(raw, det_size, self.score_threshold, self.iou_threshold, self.max_det)
         frame_index, slot = valid.nonzero(as_tuple=True)
-        return boxes[frame_index, slot] / ratio, scores[frame_index, slot], frame_index
+        return boxes[frame_index, slot] / ratios[frame_index], scores[frame_index, slot], frame_index
+
+    def _resize_for_detector(self, frames: torch.Tensor, sizes: Sizes) -> tuple[torch.Tensor, torch.Tensor]:
+        """The detector's (B, 3, h, w) input and (B, 1 or 4) ratios (input = image * ratio): each
+        frame letterboxed (or stretched) from its own size, a group of frames of one size at a time."""
+        det_size = self.det_spec.input_size
+        if self.det_family.resize == "letterbox":
+            def resize(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                x, ratio = letterbox_torch(group, det_size, pad_value=float(self.det_family.pad_value), dtype=self.dtype)
+                return x, torch.tensor([ratio], dtype=torch.float32, device=group.device)
+        else:
+            def resize(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return stretch_torch(group, det_size, dtype=self.dtype)
+        b, h, w, _ = frames.shape
+        groups = _size_groups(sizes, (h, w))
+        if len(groups) == 1 and next(iter(groups)) == (h, w):
+            x, ratio = resize(frames)
+            return x, ratio.expand(b, -1)
+        x = torch.empty((b, 3, *det_size), dtype=self.dtype, device=frames.device)
+        ratios = torch.empty((b, 1 if self.det_family.resize == "letterbox" else 4), device=frames.device)
+        for (gh, gw), index in groups.items():
+            rows = torch.tensor(index, device=frames.device)
+            x[rows], ratio = resize(frames[rows, :gh, :gw])
+            ratios[rows] = ratio
+        return x, ratios
 
     @torch.inference_mode()
     def keypoints_device(self, frames: torch.Tensor, boxes: torch.Tensor,
@@ -317,16 +346,13 @@ class GpuPosePipeline:
     def __call__(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
         return self.on_device(self._run, frames)
 
-    def _run(self, frames: Sequence[np.ndarray] | torch.Tensor) -> list[Poses]:
+    def _run(self, frames: Sequence[np.ndarray] | torch.Tensor, sizes: Sizes = None) -> list[Poses]:
         if not isinstance(frames, torch.Tensor):
-            shapes = {f.shape for f in frames}
-            if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
-                raise ValueError(f"expected frames of one (H, W, 3) uint8 shape, got {sorted(shapes)}")
-            frames = torch.from_numpy(np.stack(frames))
+            frames, sizes = canvas(list(frames), pinned=False)
         n = frames.shape[0]
         frames = frames.to(self.device, non_blocking=True)
         out = {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-               for k, v in self.run_device(frames).items()}
+               for k, v in self.run_device(frames, sizes).items()}
         return split_poses(out, n)
 
     def stream(self, frames: Iterable[np.ndarray], frames_per_batch: int = 16, prefetch: int = 4) -> Iterator[Poses]:
@@ -334,8 +360,8 @@ class GpuPosePipeline:
         run through the device on another (uploaded from pinned memory), while the caller takes
         the previous chunk's poses."""
         pinned = self.device.type == "cuda"
-        chunks = streams.prefetch((_stack(c, pinned) for c in streams.chunked(iter(frames), frames_per_batch)), prefetch)
-        yield from itertools.chain.from_iterable(_ahead(map(self.submit, chunks), 2))
+        chunks = streams.prefetch((canvas(c, pinned) for c in streams.chunked(iter(frames), frames_per_batch)), prefetch)
+        yield from itertools.chain.from_iterable(_ahead(itertools.starmap(self.submit, chunks), 2))
 
 
 def aot_engine(spec: registry.ModelSpec, family: Any, max_batch: int, device: str, precision: str) -> Any:
@@ -363,14 +389,35 @@ def split_poses(out: dict[str, np.ndarray], frames: int) -> list[Poses]:
             for b, s, k, p in zip(pieces["boxes"], pieces["box_scores"], pieces["keypoints"], pieces["keypoint_scores"])]
 
 
-def _stack(chunk: list[np.ndarray], pinned: bool) -> torch.Tensor:
-    """The frames as one (B, H, W, 3) tensor; stacked straight into page-locked memory (one copy)
-    when it goes to a GPU, so the upload is asynchronous and at full bus speed."""
-    if not pinned:
-        return torch.from_numpy(np.stack(chunk))
-    out = torch.empty((len(chunk), *chunk[0].shape), dtype=torch.uint8, pin_memory=True)
-    np.stack(chunk, out=out.numpy())
-    return out
+def canvas(chunk: list[np.ndarray], pinned: bool) -> tuple[torch.Tensor, Sizes]:
+    """The frames as one (B, H, W, 3) uint8 tensor and their sizes: frames of one size stacked,
+    frames of several (a folder of photos) each in the top-left corner of a zero canvas of the
+    largest height and width, so they share one batch and one compiled graph. Written straight
+    into page-locked memory (one copy) when it goes to a GPU: the upload is asynchronous and at
+    full bus speed."""
+    shapes = {f.shape for f in chunk}
+    if not chunk or any(len(s) != 3 or s[2] != 3 for s in shapes):
+        raise ValueError(f"expected (H, W, 3) uint8 frames, got shapes {sorted(shapes)}")
+    h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
+    out = torch.empty((len(chunk), h, w, 3), dtype=torch.uint8, pin_memory=pinned)
+    if len(shapes) == 1:
+        np.stack(chunk, out=out.numpy())
+        return out, None
+    out.zero_()
+    pixels = out.numpy()
+    for i, frame in enumerate(chunk):
+        pixels[i, :frame.shape[0], :frame.shape[1]] = frame
+    return out, [f.shape[:2] for f in chunk]
+
+
+def _size_groups(sizes: Sizes, full: tuple[int, int]) -> dict[tuple[int, int], list[int]]:
+    """{(h, w): the indices of the frames of that size}, in first-seen order."""
+    if sizes is None:
+        return {tuple(full): []}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault((int(size[0]), int(size[1])), []).append(i)
+    return groups
 
 
 class GpuPoseEstimator:
@@ -379,8 +426,8 @@ class GpuPoseEstimator:
     ``detector(image)`` and ``estimator(image)``, each returning `Poses` scored and pose-NMS'd by
     `posekit.ops.poses.finish_poses` exactly as the ONNX pipeline's are.
 
-    Frames of one size go to the device together (`frames_per_batch` at a time); a change of
-    frame size (a folder of photos) starts a new batch.
+    Frames go to the device `frames_per_batch` at a time, photos of different sizes together
+    (each on a zero canvas: `canvas`), with the poses each gives alone.
     """
 
     def __init__(self, pipeline: GpuPosePipeline, frames_per_batch: int = 16, person_score: str = "box*keypoints",
@@ -402,7 +449,7 @@ class GpuPoseEstimator:
     def estimate_batch(self, images: Sequence[Any]) -> list[Poses]:
         images = [as_bgr(im) for im in images]
         out: list[Poses] = []
-        for chunk in _same_size_runs(images, self.frames_per_batch):
+        for chunk in streams.chunked(iter(images), self.frames_per_batch):
             out.extend(self.pipeline(chunk))
         return self._finish(out)
 
@@ -414,12 +461,12 @@ class GpuPoseEstimator:
         before the pose NMS and score floor (their boxes are what `detector` returns)."""
         pinned = self.pipeline.device.type == "cuda"
 
-        def stacked() -> Iterator[torch.Tensor]:
-            for chunk in _same_size_runs(map(as_bgr, frames), self.frames_per_batch):
-                yield _stack(chunk, pinned)
+        def stacked() -> Iterator[tuple[torch.Tensor, Sizes]]:
+            for chunk in streams.chunked(map(as_bgr, frames), self.frames_per_batch):
+                yield canvas(chunk, pinned)
 
         chunks = streams.prefetch(stacked(), prefetch)
-        for found in _ahead(map(self.pipeline.submit, chunks), 2):
+        for found in _ahead(itertools.starmap(self.pipeline.submit, chunks), 2):
             yield from zip(self._finish(found), found) if with_detections else self._finish(found)
 
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
@@ -461,15 +508,3 @@ def _ahead(futures: Iterable[Future], depth: int) -> Iterator[Any]:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
-
-
-def _same_size_runs(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
-    """Consecutive frames of one shape, at most `size` at a time, in order."""
-    chunk: list[np.ndarray] = []
-    for frame in frames:
-        if chunk and (len(chunk) == size or frame.shape != chunk[0].shape):
-            yield chunk
-            chunk = []
-        chunk.append(frame)
-    if chunk:
-        yield chunk

@@ -11,7 +11,7 @@ from posekit.gpu_pipeline import (GpuPosePipeline, box_iou_torch, cluster_nms, c
                                   letterbox_torch)
 from posekit.ops.boxes import box_iou, nms
 from posekit.ops.crop import affine_crop, letterbox
-from paths import DEMO_VIDEO
+from paths import COCO_IMAGES, DEMO_VIDEO
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +105,44 @@ def test_gpu_pipeline_stream_keeps_order(gpu_path, frame):
     assert len(out[1]) > 0
 
 
-def test_gpu_pipeline_rejects_mixed_frame_sizes(gpu_path, frame):
-    with pytest.raises(ValueError, match="frames of one \\(H, W, 3\\) uint8 shape"):
-        gpu_path([frame, frame[:100]])
+def _photos_of_several_sizes() -> list[np.ndarray]:
+    """COCO photos of four sizes (landscape, portrait, small, a crop) and a grayscale-sized odd one."""
+    photos = [cv2.imread(str(COCO_IMAGES / f"{n:012d}.jpg")) for n in (785, 40083, 163746, 6012)]
+    photos.append(np.ascontiguousarray(photos[1][37:301, 55:390]))  # a crop: people cut by its edges
+    assert len({p.shape for p in photos}) >= 4, [p.shape for p in photos]
+    return photos
+
+
+@pytest.mark.parametrize("family", ["letterbox", "stretch"])
+def test_photos_of_several_sizes_in_one_batch_give_the_poses_each_gives_alone(family, shared_env, monkeypatch):
+    """A folder of photos batches on one canvas (one compiled graph, full batches): each photo is
+    letterboxed (YOLOX) or stretched (PicoDet) from its own size, and its crops read zeros beyond
+    its edges as alone. The same people and keypoints as one photo at a time."""
+    det = "yolox-nano" if family == "letterbox" else "picodet-s-320-pedestrian"
+    pipeline = GpuPosePipeline(det=det, device="cpu", backend="torch", precision="fp32")
+    photos = _photos_of_several_sizes()
+    together = pipeline(photos)
+    assert sum(len(p) for p in together) >= 8
+    for n, (photo, got) in enumerate(zip(photos, together)):
+        alone = pipeline([photo])[0]
+        assert len(got) == len(alone), f"photo {n} {photo.shape}: {len(got)} people batched, {len(alone)} alone"
+        np.testing.assert_allclose(got.boxes, alone.boxes, atol=1e-2, err_msg=f"photo {n}")
+        np.testing.assert_allclose(got.box_scores, alone.box_scores, atol=1e-4, err_msg=f"photo {n}")
+        np.testing.assert_allclose(got.keypoints, alone.keypoints, atol=1e-2, err_msg=f"photo {n}")
+        np.testing.assert_allclose(got.keypoint_scores, alone.keypoint_scores, atol=1e-4, err_msg=f"photo {n}")
+
+
+def test_canvas_stacks_one_size_and_pads_several(frame):
+    from posekit.gpu_pipeline import canvas
+
+    stacked, sizes = canvas([frame, frame], pinned=False)
+    assert sizes is None and stacked.shape == (2, *frame.shape) and np.array_equal(stacked[1].numpy(), frame)
+    small = np.full((10, 700, 3), 7, np.uint8)
+    padded, sizes = canvas([small, frame], pinned=False)
+    assert padded.shape == (2, frame.shape[0], 960, 3) and sizes == [(10, 700), frame.shape[:2]]
+    assert np.array_equal(padded[0, :10, :700].numpy(), small) and not padded[0, 10:].any() and not padded[0, :, 700:].any()
+    with pytest.raises(ValueError, match=r"expected \(H, W, 3\) uint8 frames, got shapes \[\(5, 5\)"):
+        canvas([np.zeros((5, 5), np.uint8)], pinned=False)
 
 
 def test_gpu_pipeline_needs_torch_decoders(shared_env):
