@@ -360,7 +360,7 @@ class GpuPosePipeline:
         run through the device on another (uploaded from pinned memory), while the caller takes
         the previous chunk's poses."""
         pinned = self.device.type == "cuda"
-        chunks = streams.prefetch((canvas(c, pinned) for c in streams.chunked(iter(frames), frames_per_batch)), prefetch)
+        chunks = streams.prefetch((canvas(c, pinned) for c in canvas_chunks(iter(frames), frames_per_batch)), prefetch)
         yield from itertools.chain.from_iterable(_ahead(itertools.starmap(self.submit, chunks), 2))
 
 
@@ -410,6 +410,24 @@ def canvas(chunk: list[np.ndarray], pinned: bool) -> tuple[torch.Tensor, Sizes]:
     return out, [f.shape[:2] for f in chunk]
 
 
+def canvas_chunks(frames: Iterator[np.ndarray], size: int, waste: float = 2.0) -> Iterator[list[np.ndarray]]:
+    """Consecutive frames, at most `size` at a time, in order; a frame starts a new chunk when
+    the chunk's canvas (`canvas`) would hold more than `waste` times the pixels of its frames (one
+    large photo among small ones would make every frame of its chunk that large)."""
+    chunk: list[np.ndarray] = []
+    h = w = pixels = 0
+    for frame in frames:
+        fh, fw = frame.shape[:2]
+        if chunk and (len(chunk) == size or
+                      (len(chunk) + 1) * max(h, fh) * max(w, fw) > waste * (pixels + fh * fw)):
+            yield chunk
+            chunk, h, w, pixels = [], 0, 0, 0
+        chunk.append(frame)
+        h, w, pixels = max(h, fh), max(w, fw), pixels + fh * fw
+    if chunk:
+        yield chunk
+
+
 def _size_groups(sizes: Sizes, full: tuple[int, int]) -> dict[tuple[int, int], list[int]]:
     """{(h, w): the indices of the frames of that size}, in first-seen order."""
     if sizes is None:
@@ -449,7 +467,7 @@ class GpuPoseEstimator:
     def estimate_batch(self, images: Sequence[Any]) -> list[Poses]:
         images = [as_bgr(im) for im in images]
         out: list[Poses] = []
-        for chunk in streams.chunked(iter(images), self.frames_per_batch):
+        for chunk in canvas_chunks(iter(images), self.frames_per_batch):
             out.extend(self.pipeline(chunk))
         return self._finish(out)
 
@@ -462,7 +480,7 @@ class GpuPoseEstimator:
         pinned = self.pipeline.device.type == "cuda"
 
         def stacked() -> Iterator[tuple[torch.Tensor, Sizes]]:
-            for chunk in streams.chunked(map(as_bgr, frames), self.frames_per_batch):
+            for chunk in canvas_chunks(map(as_bgr, frames), self.frames_per_batch):
                 yield canvas(chunk, pinned)
 
         chunks = streams.prefetch(stacked(), prefetch)

@@ -132,6 +132,25 @@ def test_photos_of_several_sizes_in_one_batch_give_the_poses_each_gives_alone(fa
         np.testing.assert_allclose(got.keypoint_scores, alone.keypoint_scores, atol=1e-4, err_msg=f"photo {n}")
 
 
+@pytest.mark.parametrize("shapes, size, chunks", [
+    ([(540, 960)] * 5, 2, [2, 2, 1]),                                   # one size: full chunks
+    ([(480, 640), (640, 480), (427, 640), (640, 427)], 8, [4]),         # COCO's shapes share a canvas
+    ([(480, 640), (4000, 6000), (480, 640), (480, 640)], 8, [2, 2]),    # a large photo is not every frame's size
+    ([(100, 1000), (1000, 100)], 8, [1, 1]),                            # a canvas 5x its frames' pixels: cut
+    ([], 8, []),
+])
+def test_canvas_chunks_keep_order_and_bound_the_canvas(shapes, size, chunks):
+    from posekit.gpu_pipeline import canvas_chunks
+
+    frames = [np.full((h, w, 3), i, np.uint8) for i, (h, w) in enumerate(shapes)]
+    got = list(canvas_chunks(iter(frames), size))
+    assert [len(c) for c in got] == chunks
+    assert [int(f[0, 0, 0]) for c in got for f in c] == list(range(len(shapes)))
+    for c in got:
+        area = max(f.shape[0] for f in c) * max(f.shape[1] for f in c) * len(c)
+        assert area <= 2 * sum(f.shape[0] * f.shape[1] for f in c)
+
+
 def test_canvas_stacks_one_size_and_pads_several(frame):
     from posekit.gpu_pipeline import canvas
 
