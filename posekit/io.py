@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import orjson
 
+from posekit.journal import signals_held
 from posekit.structures import Poses
 
 log = logging.getLogger(__name__)
@@ -639,15 +640,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     deleted on any error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        with signals_held():  # a Ctrl-C between making the file and knowing its name would leave it behind
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".part{path.suffix}")
+            os.close(fd)
+            tmp = Path(tmp_name)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 
