@@ -288,14 +288,18 @@ def _infer_one_video(item: InferItem, estimator: Any, out: Path, vis: bool, vis_
 
 
 def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_threshold: float, summary: InferSummary,
-                 make_tracker: Any, max_frames: int | None, bar: Any) -> int:
+                 make_tracker: Any, max_frames: int | None, bar: Any, write_ahead: int = 8) -> int:
     """Run one video; returns its frame count. Its JSON Lines and render keep the frames done
-    however the run ends; they are listed in the summary as soon as they exist."""
+    however the run ends; they are listed in the summary as soon as they exist. The records,
+    drawing and encoding run on a writer thread `write_ahead` frames behind (0: on this one), so
+    this thread only takes each frame's poses (and tracks them)."""
+    from posekit.tracking.writer import WriterThread
+
     source = item.source
     handle = int(source.path) if source.kind == "camera" else source.path
     stem = _video_stem(item)
     lines_path, render_path = out / f"{stem}.jsonl", out / "vis" / f"{stem}.mp4"
-    frames = 0
+    writer: WriterThread | None = None
     with VideoReader(handle, max_frames) as reader:
         fps = reader.fps or 25.0
         bar.add_total(min(reader.declared, max_frames or reader.declared))
@@ -304,24 +308,40 @@ def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_thre
         try:
             with JsonLinesWriter(lines_path) as lines, render as sink, \
                     contextlib.closing(video_poses(estimator, reader, vis)) as results:
-                for frame, (w, h), poses in results:
-                    if tracker is not None:
-                        poses = tracker.update(poses, timestamp=frame.timestamp, image_size=(w, h))
-                    summary.frames += 1
-                    summary.people += len(poses)
+
+                def write(done: tuple[Frame, tuple[int, int], Any]) -> None:
+                    """One frame to the JSON Lines and the render (on the writer thread, in order)."""
+                    frame, (w, h), poses = done
                     drawn = None
                     if sink is not None:
                         from posekit.draw import draw_poses
 
                         drawn = draw_poses(frame.image, poses, copy=False, min_box_score=vis_threshold)
-                    with signals_held():  # a signal lands between frames: the JSON Lines and render agree
-                        lines.write(frame_record(frame.index, poses, source=frame.source, timestamp=frame.timestamp,
-                                                 image_size=(w, h)))
+                    record = frame_record(frame.index, poses, source=frame.source, timestamp=frame.timestamp,
+                                          image_size=(w, h))
+                    with signals_held():  # (write_ahead 0) a signal lands between frames: both outputs agree
+                        lines.write(record)
                         if sink is not None:
                             sink.write(drawn)
-                        frames += 1
-                    bar.update(1)
+                    summary.frames += 1
+                    summary.people += len(poses)
+
+                writer = WriterThread(write, write_ahead, name="posekit-infer-writer")
+                try:
+                    for frame, size, poses in results:
+                        if tracker is not None:
+                            poses = tracker.update(poses, timestamp=frame.timestamp, image_size=size)
+                        writer.put((frame, size, poses))
+                        bar.update(1)
+                finally:
+                    try:
+                        results.close()  # joins the estimator's threads before the writer drains
+                    finally:
+                        writer.close()  # the frames queued are written; the files close after it
         finally:
+            if writer is not None:
+                writer.abort()  # (already ended unless closing it was interrupted)
+            frames = writer.written if writer is not None else 0
             for path in (lines_path, render_path if vis else None):
                 if path is not None and path.exists() and (frames or path == lines_path):
                     summary.add_output(path)

@@ -139,20 +139,48 @@ def test_sigkill_leaves_a_valid_journal_and_resume_cleans_up(thirty_images, cach
     _no_hidden_files(out)
 
 
-def test_track_sigterm_keeps_the_frames_done(cache, tmp_path):
-    video = tmp_path / "long.avi"  # 60 frames of the demo video
-    frames = [cv2.resize(f, (480, 270)) for f in read_frames(DEMO_VIDEO)] * 12
-    write_avi(video, frames)
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "posekit", "track", str(video), "--out", str(out), *FP32],
+def _sigterm_once_writing(command: str, video: Path, out: Path, cache: Path) -> subprocess.Popen:
+    """`posekit COMMAND VIDEO --out OUT` started and sent SIGTERM a second after its JSON Lines
+    temporary holds a frame."""
+    proc = subprocess.Popen([sys.executable, "-m", "posekit", command, str(video), "--out", str(out), *FP32],
                             cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if any(p.name.endswith(".jsonl") and p.stat().st_size > 0 for p in out.glob(".*")):
+        if any(p.name.endswith(".jsonl") and p.stat().st_size > 0 for p in out.rglob(".*")):
             break
         time.sleep(0.01)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
+    return proc
+
+
+@pytest.fixture
+def long_video(tmp_path) -> Path:
+    video = tmp_path / "long.avi"  # 60 frames of the demo video
+    write_avi(video, [cv2.resize(f, (480, 270)) for f in read_frames(DEMO_VIDEO)] * 12)
+    return video
+
+
+def test_infer_video_sigterm_keeps_the_frames_done_in_both_outputs(cache, tmp_path, long_video):
+    """The records and the render are written on a writer thread behind the poses: on SIGTERM the
+    frames queued are written to both, and both hold the same frames."""
+    out = tmp_path / "out"
+    proc = _sigterm_once_writing("infer", long_video, out, cache)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "interrupted by SIGTERM" in stdout and "Traceback" not in stderr
+    from posekit.schema import read_frame_records
+
+    records = read_frame_records(out / "long.jsonl")
+    assert 1 <= len(records) < 60 and [r["frame"] for r in records] == list(range(len(records)))
+    assert len(list(read_frames(out / "vis" / "long.mp4"))) == len(records)
+    assert f"{len(records)} frames" in stdout
+    _no_hidden_files(out)
+
+
+def test_track_sigterm_keeps_the_frames_done(cache, tmp_path, long_video):
+    out = tmp_path / "out"
+    proc = _sigterm_once_writing("track", long_video, out, cache)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr[-2000:]
     assert "interrupted by SIGTERM" in stderr and "kept the frames done" in stdout
