@@ -315,11 +315,13 @@ class GpuPosePipeline:
         else:
             def resize(group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 return stretch_torch(group, det_size, dtype=self.dtype)
-        b, h, w, _ = frames.shape
-        groups = _size_groups(sizes, (h, w))
-        if len(groups) == 1 and next(iter(groups)) == (h, w):
+        b = frames.shape[0]
+        if sizes is None:
             x, ratio = resize(frames)
             return x, ratio.expand(b, -1)
+        groups: dict[tuple[int, int], list[int]] = {}  # (h, w) -> the frames of that size
+        for i, (gh, gw) in enumerate(sizes):
+            groups.setdefault((int(gh), int(gw)), []).append(i)
         x = torch.empty((b, 3, *det_size), dtype=self.dtype, device=frames.device)
         ratios = torch.empty((b, 1 if self.det_family.resize == "letterbox" else 4), device=frames.device)
         for (gh, gw), index in groups.items():
@@ -428,16 +430,6 @@ def canvas_chunks(frames: Iterator[np.ndarray], size: int, waste: float = 2.0) -
         yield chunk
 
 
-def _size_groups(sizes: Sizes, full: tuple[int, int]) -> dict[tuple[int, int], list[int]]:
-    """{(h, w): the indices of the frames of that size}, in first-seen order."""
-    if sizes is None:
-        return {tuple(full): []}
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, size in enumerate(sizes):
-        groups.setdefault((int(size[0]), int(size[1])), []).append(i)
-    return groups
-
-
 class GpuPoseEstimator:
     """`GpuPosePipeline` behind `PoseEstimator`'s interface, for `posekit infer`, `eval` and `track`:
     ``stream(frames)``, ``estimate_batch(images)``, ``estimate_boxes(images, people)``,
@@ -477,15 +469,9 @@ class GpuPoseEstimator:
         networks, download), and the caller's thread scores and pose-NMSes the previous chunk.
         with_detections: (poses, detections) per frame, detections being the pipeline's people
         before the pose NMS and score floor (their boxes are what `detector` returns)."""
-        pinned = self.pipeline.device.type == "cuda"
-
-        def stacked() -> Iterator[tuple[torch.Tensor, Sizes]]:
-            for chunk in canvas_chunks(map(as_bgr, frames), self.frames_per_batch):
-                yield canvas(chunk, pinned)
-
-        chunks = streams.prefetch(stacked(), prefetch)
-        for found in _ahead(itertools.starmap(self.pipeline.submit, chunks), 2):
-            yield from zip(self._finish(found), found) if with_detections else self._finish(found)
+        for found in self.pipeline.stream(map(as_bgr, frames), self.frames_per_batch, prefetch):
+            poses = finish_poses(found, **self.finish)
+            yield (poses, found) if with_detections else poses
 
     def estimate_boxes(self, images: Sequence[np.ndarray], people: Sequence[Poses]) -> list[Poses]:
         """Keypoints for given person boxes (e.g. ground-truth boxes), one frame at a time."""
