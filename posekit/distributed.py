@@ -45,13 +45,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
-import orjson
 
 from posekit.infer import IMAGES_NAME, RESULTS_NAME, InferSummary, assign_image_ids, plural, images_document, InferItem
 from posekit.io import (IMAGE_SUFFIXES, INDEXED_CONTAINERS, VIDEO_SUFFIXES, InputError, OutputError, Source,
                         read_frame_range,
                         atomic_path, expand_inputs, image_ids, output_names, poses_to_coco, prepare_out,
-                        remove_stale_parts, write_json)
+                        json_line, remove_stale_parts, write_json)
 from posekit.schema import frame_record
 from posekit.structures import Poses
 
@@ -691,7 +690,7 @@ def _merge_video(out: Path, inp: _Input, parts: _Parts, summary: RaySummary, mak
             if tracker is not None:
                 poses = tracker.update(poses, timestamp=frame["timestamp"], image_size=(w, h))
             record = frame_record(frame["index"], poses, source=source, timestamp=frame["timestamp"], image_size=(w, h))
-            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))  # the bytes JsonLinesWriter writes
+            f.write(json_line(record))
             summary.people += len(poses)
     summary.frames += len(frames)
     summary.add_output(path)
