@@ -45,7 +45,5 @@ def run(args: argparse.Namespace) -> int:
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key.ljust(width)}  {text}")
     if args.json:
-        # NaN (e.g. MOTP with no match at all) is not JSON: write null.
-        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
-        write_json(args.json, clean, pretty=True)
+        write_json(args.json, metrics, pretty=True)  # NaN (e.g. MOTP with no match at all) as null
     return 0
