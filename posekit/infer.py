@@ -288,11 +288,11 @@ def _infer_one_video(item: InferItem, estimator: Any, out: Path, vis: bool, vis_
 
 
 def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_threshold: float, summary: InferSummary,
-                 make_tracker: Any, max_frames: int | None, bar: Any, write_ahead: int = 8) -> int:
+                 make_tracker: Any, max_frames: int | None, bar: Any) -> int:
     """Run one video; returns its frame count. Its JSON Lines and render keep the frames done
     however the run ends; they are listed in the summary as soon as they exist. The records,
-    drawing and encoding run on a writer thread `write_ahead` frames behind (0: on this one), so
-    this thread only takes each frame's poses (and tracks them)."""
+    drawing and encoding run on a writer thread a few frames behind, so this thread only takes
+    each frame's poses (and tracks them)."""
     from posekit.tracking.writer import WriterThread
 
     source = item.source
@@ -319,14 +319,14 @@ def _infer_video(estimator: Any, item: InferItem, out: Path, vis: bool, vis_thre
                         drawn = draw_poses(frame.image, poses, copy=False, min_box_score=vis_threshold)
                     record = frame_record(frame.index, poses, source=frame.source, timestamp=frame.timestamp,
                                           image_size=(w, h))
-                    with signals_held():  # (write_ahead 0) a signal lands between frames: both outputs agree
-                        lines.write(record)
-                        if sink is not None:
-                            sink.write(drawn)
+                    # (signals reach only the main thread: both outputs take the frame or neither)
+                    lines.write(record)
+                    if sink is not None:
+                        sink.write(drawn)
                     summary.frames += 1
                     summary.people += len(poses)
 
-                writer = WriterThread(write, write_ahead, name="posekit-infer-writer")
+                writer = WriterThread(write, name="posekit-infer-writer")
                 try:
                     for frame, size, poses in results:
                         if tracker is not None:
